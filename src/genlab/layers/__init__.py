@@ -1,0 +1,1 @@
+"""Tier 1: building blocks shared by every model family."""

@@ -1,0 +1,126 @@
+"""Scaled dot-product attention: an eager reference and the fused SDPA kernel.
+
+Axes: B batch, H heads, T query time, S key time, D head dim, C model dim.
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(D) + M) V        (Vaswani et al. 2017, arXiv:1706.03762)
+
+M is 0 where a query may look and -inf where it may not (future positions under a
+causal mask, padding under a padding mask). Masks here are boolean, broadcastable to
+(B, H, T, S), with True meaning "may attend". Both backends take the same arguments
+and are tested equal; pick one by name through :data:`ATTENTION`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def causal_mask(t: int, s: int, device=None) -> torch.Tensor:
+    """(T, S) boolean mask aligned bottom-right: query i sees keys j <= i + (S - T)."""
+    return torch.ones(t, s, dtype=torch.bool, device=device).tril(diagonal=s - t)
+
+
+def padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, S) 1/0 mask of real/padding tokens -> (B, 1, 1, S) boolean key mask."""
+    return attention_mask.bool()[:, None, None, :]
+
+
+def _combine(mask: torch.Tensor | None, is_causal: bool, t: int, s: int, device) -> torch.Tensor | None:
+    if not is_causal:
+        return mask
+    causal = causal_mask(t, s, device)
+    return causal if mask is None else mask & causal
+
+
+def eager_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Reference implementation, written out step by step. q: (B, H, T, D), k/v: (B, H, S, D)."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, S)
+    mask = _combine(mask, is_causal, q.size(-2), k.size(-2), q.device)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    weights = torch.nan_to_num(weights)  # rows with every key masked attend to nothing
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ v  # (B, H, T, D)
+
+
+def sdpa_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """PyTorch's fused kernel (flash / memory-efficient / math, chosen by PyTorch)."""
+    t, s = q.size(-2), k.size(-2)
+    if is_causal and mask is None and t == s:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    mask = _combine(mask, is_causal, t, s, q.device)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+AttentionFn = Callable[..., torch.Tensor]
+
+ATTENTION: dict[str, AttentionFn] = {"eager": eager_attention, "sdpa": sdpa_attention}
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head self-attention with one fused QKV projection.
+
+    ``rotary`` (optional) is applied to q and k after the head split, so any
+    position scheme that acts on queries and keys (RoPE) plugs in here.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_head: int,
+        bias: bool = True,
+        dropout: float = 0.0,
+        backend: str = "sdpa",
+        causal: bool = True,
+    ):
+        super().__init__()
+        if dim % n_head:
+            raise ValueError(f"model dim {dim} is not divisible by n_head {n_head}")
+        if backend not in ATTENTION:
+            raise ValueError(f"unknown attention backend '{backend}'; choose from {sorted(ATTENTION)}")
+        self.n_head, self.head_dim = n_head, dim // n_head
+        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
+        self.proj = nn.Linear(dim, dim, bias=bias)
+        self.dropout = dropout
+        self.resid_dropout = nn.Dropout(dropout)
+        self.attend = ATTENTION[backend]
+        self.causal = causal
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        rotary: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        if rotary is not None:
+            q, k = rotary(q), rotary(k)
+        p = self.dropout if self.training else 0.0
+        y = self.attend(q, k, v, mask=mask, is_causal=self.causal, dropout_p=p)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.proj(y))

@@ -1,0 +1,53 @@
+"""Position-wise feed-forward networks.
+
+FFN(x)    = W2 act(W1 x + b1) + b2                  act in {ReLU, GELU, tanh-GELU}
+SwiGLU(x) = W2 (SiLU(W1 x) * (W3 x))                 (Shazeer 2020, arXiv:2002.05202)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2's "gelu_new"
+}
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int, activation: str = "gelu", bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation '{activation}'; choose from {sorted(ACTIVATIONS)}")
+        self.fc = nn.Linear(dim, hidden, bias=bias)
+        self.proj = nn.Linear(hidden, dim, bias=bias)
+        self.act = ACTIVATIONS[activation]
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(self.act(self.fc(x))))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int, bias: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.fc = nn.Linear(dim, 2 * hidden, bias=bias)  # W1 and W3 fused
+        self.proj = nn.Linear(hidden, dim, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.fc(x).chunk(2, dim=-1)
+        return self.dropout(self.proj(F.silu(gate) * up))
+
+
+def make_mlp(kind: str, dim: int, hidden: int, bias: bool = True, dropout: float = 0.0) -> nn.Module:
+    """``kind`` is an activation name (plain FFN) or ``"swiglu"``."""
+    if kind == "swiglu":
+        return SwiGLU(dim, hidden, bias=bias, dropout=dropout)
+    return MLP(dim, hidden, activation=kind, bias=bias, dropout=dropout)
+
+
+MLP_KINDS = sorted([*ACTIVATIONS, "swiglu"])

@@ -1,0 +1,38 @@
+"""Tier 2: model families. Each family reads top-down in one file.
+
+:func:`build_model` turns any registered config into its model; families register
+their config class in :data:`FAMILIES` when imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+
+from genlab.core.errors import ConfigError
+from genlab.models import gpt
+
+FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
+    "gpt": (gpt.GPTConfig, gpt.GPT),
+}
+
+
+def config_class(family: str) -> type:
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown model family '{family}'; choose from {sorted(FAMILIES)}")
+    return FAMILIES[family][0]
+
+
+def build_model(config: Any) -> nn.Module:
+    for cfg_cls, model_cls in FAMILIES.values():
+        if isinstance(config, cfg_cls):
+            return model_cls(config)
+    raise ConfigError(f"no model family for config {type(config).__name__}")
+
+
+def family_of(config: Any) -> str:
+    for name, (cfg_cls, _) in FAMILIES.items():
+        if isinstance(config, cfg_cls):
+            return name
+    raise ConfigError(f"no model family for config {type(config).__name__}")

@@ -1,0 +1,195 @@
+"""GPT: a decoder-only Transformer language model.
+
+Radford et al. 2018 (GPT-1), 2019 (GPT-2), Brown et al. 2020 (GPT-3, arXiv:2005.14165).
+
+Axes: B batch, T time, C model dim (n_embd), H heads, D head dim (C / H), V vocab.
+
+    h_0 = E[ids] + P[positions]                       token + learned position embeddings
+    h_l = h_{l-1} + Attn(LN(h_{l-1}))                  pre-norm residual blocks (GPT-2)
+    h_l = h_l + MLP(LN(h_l))
+    logits = LN(h_L) W_E^T                            output head, tied to E by default
+
+Variants are config fields resolved through visible dicts in ``layers/``:
+``pos`` (learned / sinusoidal / rope / none), ``mlp`` (gelu / gelu_tanh / relu / swiglu),
+``norm`` (layernorm / rmsnorm), ``attention`` (sdpa / eager).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from genlab.core.registry import register
+from genlab.layers.attention import ATTENTION, MultiHeadAttention
+from genlab.layers.mlp import MLP_KINDS, make_mlp
+from genlab.layers.norm import NORM_KINDS, make_norm
+from genlab.layers.positional import Rotary, sinusoidal_table
+
+POSITIONS = ["learned", "sinusoidal", "rope", "none"]
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 50257
+    block_size: int = 1024  # context length
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    bias: bool = True
+    pos: str = "learned"
+    mlp: str = "gelu"
+    norm: str = "layernorm"
+    attention: str = "sdpa"
+    tie_embeddings: bool = True
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        checks = {"pos": POSITIONS, "mlp": MLP_KINDS, "norm": NORM_KINDS, "attention": sorted(ATTENTION)}
+        for field, valid in checks.items():
+            if getattr(self, field) not in valid:
+                raise ValueError(f"{field}='{getattr(self, field)}' is not one of {valid}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+
+
+class Block(nn.Module):
+    """One pre-norm Transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln1 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
+        self.attn = MultiHeadAttention(
+            cfg.n_embd, cfg.n_head, bias=cfg.bias, dropout=cfg.dropout, backend=cfg.attention, causal=True
+        )
+        self.ln2 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
+        self.mlp = make_mlp(cfg.mlp, cfg.n_embd, int(cfg.mlp_ratio * cfg.n_embd), cfg.bias, cfg.dropout)
+
+    def forward(self, x: torch.Tensor, rotary=None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), rotary=rotary)
+        x = x + self.mlp(self.ln2(x))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        if cfg.pos == "learned":
+            self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd)
+        elif cfg.pos == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_table(cfg.block_size, cfg.n_embd), persistent=False)
+        self.rotary = Rotary(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_theta) if cfg.pos == "rope" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.head.weight = self.tok_emb.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 L)."""
+        std = self.config.init_std
+        for name, p in self.named_parameters():
+            if p.dim() < 2:
+                if name.endswith("bias"):
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.ones_(p)
+            elif name.endswith("proj.weight"):
+                nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.config.n_layer))
+            else:
+                nn.init.normal_(p, 0.0, std)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx: (B, T) token ids -> logits (B, T, V)."""
+        B, T = idx.shape
+        if self.config.block_size < T:
+            raise ValueError(f"sequence of {T} tokens exceeds the context of {self.config.block_size}")
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.config.pos == "learned":
+            x = x + self.pos_emb(torch.arange(T, device=idx.device))
+        elif self.config.pos == "sinusoidal":
+            x = x + self.pos_table[:T]
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, rotary=self.rotary)
+        return self.head(self.ln_f(x))  # (B, T, V)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and self.config.pos == "learned":
+            n -= self.pos_emb.weight.numel()
+        return n
+
+
+# --- Presets -------------------------------------------------------------------------
+# Small shapes for CPU work, then the published architectures.
+
+
+@register("gpt-nano")
+def gpt_nano() -> GPTConfig:
+    """nanoGPT's CPU recipe shape: 4 layers, 4 heads, 128 dims, context 64 (char vocab)."""
+    return GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
+
+
+@register("gpt-micro")
+def gpt_micro() -> GPTConfig:
+    """Tiny model for tests: 2 layers, 2 heads, 32 dims."""
+    return GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32)
+
+
+@register("gpt-char")
+def gpt_char() -> GPTConfig:
+    """genlab's default char-level CPU model (see recipes/configs/gpt/shakespeare-char.yaml)."""
+    return GPTConfig(vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=256)
+
+
+@register("gpt-shakespeare")
+def gpt_shakespeare() -> GPTConfig:
+    """nanoGPT's GPU shakespeare-char shape: 6 layers, 6 heads, 384 dims, context 256."""
+    return GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2)
+
+
+@register("gpt1")
+def gpt1() -> GPTConfig:
+    """GPT-1 (Radford et al. 2018): 12 x 768, 12 heads, context 512, 40,478 BPE tokens, ~117M."""
+    return GPTConfig(vocab_size=40478, block_size=512, n_layer=12, n_head=12, n_embd=768, mlp="gelu")
+
+
+def _gpt2(n_layer: int, n_head: int, n_embd: int) -> GPTConfig:
+    return GPTConfig(vocab_size=50257, block_size=1024, n_layer=n_layer, n_head=n_head, n_embd=n_embd, mlp="gelu_tanh")
+
+
+register("gpt2")(lambda: _gpt2(12, 12, 768))  # 124,439,808 parameters
+register("gpt2-medium")(lambda: _gpt2(24, 16, 1024))  # 355M
+register("gpt2-large")(lambda: _gpt2(36, 20, 1280))  # 774M
+register("gpt2-xl")(lambda: _gpt2(48, 25, 1600))  # 1.56B
+
+# GPT-3 (Brown et al. 2020, Table 2.1): context 2048, GPT-2 vocabulary. The paper alternates
+# dense and locally banded sparse attention layers; that changes no parameter count and is
+# not modelled here. 13B lists d_model 5140 with 40 heads of 128; 5120 = 40 x 128 is used.
+_GPT3 = {
+    "gpt3-small": (12, 12, 768),  # 125M
+    "gpt3-medium": (24, 16, 1024),  # 350M
+    "gpt3-large": (24, 16, 1536),  # 760M
+    "gpt3-xl": (24, 24, 2048),  # 1.3B
+    "gpt3-2.7b": (32, 32, 2560),
+    "gpt3-6.7b": (32, 32, 4096),
+    "gpt3-13b": (40, 40, 5120),
+    "gpt3-175b": (96, 96, 12288),
+}
+for _name, (_l, _h, _c) in _GPT3.items():
+    register(_name)(
+        lambda _l=_l, _h=_h, _c=_c: GPTConfig(
+            vocab_size=50257, block_size=2048, n_layer=_l, n_head=_h, n_embd=_c, mlp="gelu_tanh"
+        )
+    )

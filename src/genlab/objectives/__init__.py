@@ -1,0 +1,1 @@
+"""Tier 3: training objectives. Each wraps a model passed in as an argument."""

@@ -1,0 +1,202 @@
+"""Language-model recipe: text source -> tokenizer -> token stream -> model -> trainer.
+
+The YAML has five sections: ``task: lm``, ``model`` (a preset and field overrides),
+``data``, ``train`` (:class:`~genlab.training.engine.TrainConfig`) and ``sample``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from genlab.core.config import from_dict, merge, save_yaml, to_dict
+from genlab.core.errors import ConfigError, RunDirError
+from genlab.core.registry import preset
+from genlab.core.seed import seed_everything
+from genlab.data.text import RandomWindows, fixed_batches, split, token_stream
+from genlab.generation.decode import generate
+from genlab.models import build_model, config_class, family_of
+from genlab.objectives.causal_lm import causal_lm_loss, mean_loss
+from genlab.tokenizers import load_tokenizer, train_tokenizer
+from genlab.training.checkpoint import find_checkpoint, load_weights
+from genlab.training.engine import Phase, TrainConfig, Trainer
+from genlab.training.optim import adamw
+from genlab.training.runtime import Runtime
+
+
+@dataclass
+class DataConfig:
+    source: str = "tinyshakespeare"  # a named source (genlab data list) or a text file / folder
+    tokenizer: str = "char"  # char | bpe
+    vocab_size: int = 0  # BPE vocabulary size (0: default)
+    val_fraction: float = 0.1  # the last 10% of the stream, in file order
+
+
+@dataclass
+class SampleConfig:
+    prompt: str = "\n"
+    max_new_tokens: int = 300
+    temperature: float = 0.8
+    top_k: int = 0
+    top_p: float = 1.0
+    num_samples: int = 3
+    seed: int = 1337
+    at_eval: bool = False  # print a short sample at every evaluation
+
+
+@dataclass
+class LMRecipe:
+    task: str = "lm"
+    model: dict = field(default_factory=lambda: {"preset": "gpt-nano"})
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+def model_config(section: dict, vocab_size: int | None = None):
+    """``{"preset": "gpt-nano", "n_layer": 6, ...}`` -> a model config (unknown keys are errors)."""
+    section = dict(section)
+    name = section.pop("preset", None)
+    family = section.pop("family", None)
+    if name is not None:
+        base = preset(name)
+        cls = type(base)
+        data = merge(to_dict(base), section)
+    elif family is not None:
+        cls, data = config_class(family), section
+    else:
+        raise ConfigError("the model section needs 'preset' (genlab list shows them) or 'family'")
+    if vocab_size is not None:
+        data["vocab_size"] = vocab_size
+    return from_dict(cls, data, "model")
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    exists = run_dir.exists() and any(run_dir.iterdir())
+    if resume:
+        if not (run_dir / "config.yaml").is_file():
+            raise RunDirError(f"{run_dir} holds no run to resume (no config.yaml): drop --resume to start one")
+        return
+    if exists:
+        if not overwrite:
+            raise RunDirError(
+                f"{run_dir} already holds a run: add --resume to continue it, --overwrite to replace it, "
+                "or --out to pick another directory"
+            )
+        if not (run_dir / "config.yaml").is_file():
+            raise RunDirError(f"{run_dir} is not empty and is not a genlab run: refusing to delete it")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
+    r: LMRecipe = from_dict(LMRecipe, recipe)
+    rt = Runtime.from_env(r.train.device, r.train.dtype)
+    if rt.is_main:
+        prepare_run_dir(run_dir, resume, overwrite)
+    rt.barrier()
+    log = print if rt.is_main else (lambda *a, **k: None)
+
+    # Tokenizer and token stream: trained once, saved beside the checkpoints.
+    if resume:
+        tok = load_tokenizer(run_dir)
+    else:
+        from genlab.data.sources import read_text
+
+        tok = train_tokenizer(r.data.tokenizer, read_text(r.data.source), r.data.vocab_size or None)
+    tokens = token_stream(r.data.source, tok)
+    train_tokens, val_tokens = split(tokens, r.data.val_fraction)
+    cfg = model_config(r.model, vocab_size=tok.vocab_size)
+    block = cfg.block_size
+
+    seed_everything(r.train.seed)
+    model = rt.wrap(build_model(cfg))
+    n_params = sum(p.numel() for p in model.parameters())
+    if rt.is_main and not resume:
+        tok.save(run_dir)
+        resolved = merge(to_dict(r), {"model": {"family": family_of(cfg), **to_dict(cfg)}})
+        save_yaml(resolved, run_dir / "config.yaml")
+    t = r.train
+    forward = torch.compile(model) if t.compile else model
+    optimizer = adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
+    data = RandomWindows(train_tokens, block, t.batch_size, seed=t.seed, rank=rt.rank, world_size=rt.world_size)
+    eval_set = fixed_batches(val_tokens, block, t.batch_size, t.eval_batches, seed=t.seed + 1)
+
+    def evaluate(models):
+        return {"val_loss": mean_loss(forward, eval_set, rt.device)}
+
+    def on_eval(step, metrics):
+        if r.sample.at_eval:
+            text = sample_texts(model, tok, r.sample, block, num_samples=1, max_new_tokens=120)[0]
+            log(f"--- sample at step {step} ---\n{text}\n---")
+
+    trainer = Trainer(
+        {"model": model},
+        {"model": optimizer},
+        [Phase(lambda ms, batch: causal_lm_loss(forward, batch))],
+        rt,
+        t,
+        run_dir=run_dir,
+        evaluate=evaluate,
+        on_eval=on_eval,
+    )
+    if resume:
+        trainer.resume(find_checkpoint(run_dir / "checkpoints", "last"), data)
+        log(f"resumed {run_dir} at step {trainer.step}")
+    log(
+        f"{family_of(cfg)} {n_params / 1e6:.2f}M parameters | {len(train_tokens):,} train / {len(val_tokens):,} val "
+        f"tokens | vocab {tok.vocab_size} | {rt.describe()} | run dir {run_dir}"
+    )
+    trainer.fit(data)
+    if rt.is_main and trainer.stop_reason != "interrupted" and r.sample.num_samples > 0:
+        for i, text in enumerate(sample_texts(model, tok, r.sample, block)):
+            log(f"--- sample {i + 1} ---\n{text}")
+    rt.close()
+    return trainer
+
+
+def sample_texts(model, tok, s: SampleConfig, block_size: int, **override) -> list[str]:
+    """Sample ``num_samples`` continuations of ``s.prompt`` (one batch)."""
+    s = dataclasses.replace(s, **override)
+    device = next(model.parameters()).device
+    ids = torch.tensor([tok.encode(s.prompt)] * s.num_samples, dtype=torch.long, device=device)
+    if ids.size(1) == 0:
+        raise ConfigError("the prompt is empty; give at least one character (e.g. --prompt $'\\n')")
+    gen = torch.Generator(device=device).manual_seed(s.seed)
+    out = generate(model, ids, s.max_new_tokens, block_size, s.temperature, s.top_k, s.top_p, gen)
+    return [tok.decode(row.tolist()) for row in out]
+
+
+def load_run(run_dir: Path, which: str = "best"):
+    """(model, tokenizer, recipe) of a finished or running run directory."""
+    from genlab.core.config import load_yaml
+
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise RunDirError(f"{run_dir} is not a genlab run directory (no config.yaml)")
+    r: LMRecipe = from_dict(LMRecipe, load_yaml(config_path))
+    tok = load_tokenizer(run_dir)
+    cfg = model_config(r.model)
+    if cfg.vocab_size != tok.vocab_size:
+        raise ConfigError(f"{run_dir}: tokenizer has {tok.vocab_size} tokens but the model {cfg.vocab_size}")
+    model = build_model(cfg)
+    root = run_dir / "checkpoints"
+    try:
+        path = find_checkpoint(root, which)
+    except Exception:
+        if which == "best":
+            path = find_checkpoint(root, "last")
+        else:
+            raise
+    load_weights(model, path / "model.safetensors")
+    model.eval()
+    return model, tok, r
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: genlab train gpt/shakespeare-char")

@@ -1,0 +1,330 @@
+"""The training loop, written out.
+
+One step of training runs each :class:`Phase` in order. A phase is a loss over any of
+the models and the optimizer that steps on it: a language model has one phase; a GAN
+has two (discriminator, then generator), each with its own optimizer. Per phase::
+
+    zero grads
+    for each of the `grad_accum` micro-batches:
+        loss = phase.loss(models, batch) / grad_accum      # mean over the global batch
+        loss.backward()                                   # DDP syncs on the last one only
+    clip the gradient norm, optimizer.step()
+
+Around the steps the engine sets the learning rate (warmup + cosine), logs metrics,
+evaluates, keeps the best and last checkpoints, stops cleanly on Ctrl-C (writing a
+checkpoint) and resumes exactly from any checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from genlab.core.errors import GenlabError
+from genlab.core.seed import rng_state, set_rng_state
+from genlab.training import checkpoint as ckpt
+from genlab.training.logging import MetricsLogger, progress
+from genlab.training.runtime import Runtime, unwrap
+from genlab.training.schedules import SCHEDULES
+
+LossFn = Callable[[dict[str, nn.Module], Any], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
+
+
+class TrainingError(GenlabError):
+    """Training cannot go on (e.g. the loss became NaN)."""
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 2000
+    batch_size: int = 12  # sequences (or images) per micro-batch, per process
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    schedule: str = "cosine"
+    warmup_steps: int = 100
+    decay_steps: int = 0  # end of the cosine; 0 means max_steps
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 disables clipping
+    eval_interval: int = 250
+    eval_batches: int = 20
+    log_interval: int = 10
+    checkpoint_interval: int = 0  # 0: checkpoint at every evaluation
+    best_metric: str = "val_loss"  # lower is better
+    target: float = 0.0  # stop once best_metric <= target (0 disables)
+    max_minutes: float = 0.0  # stop after this much training time (0 disables)
+    seed: int = 1337
+    device: str = "auto"
+    dtype: str = "auto"  # auto: bf16 where the hardware computes it natively, else fp32
+    compile: bool = False
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Phase:
+    loss: LossFn
+    optimizer: str = "model"
+    name: str = "loss"
+
+
+class Trainer:
+    """Trains ``models`` with ``optimizers`` through ``phases``. Knows no model family."""
+
+    def __init__(
+        self,
+        models: dict[str, nn.Module],
+        optimizers: dict[str, torch.optim.Optimizer],
+        phases: list[Phase],
+        runtime: Runtime,
+        cfg: TrainConfig,
+        run_dir: Path | None = None,
+        evaluate: Callable[[dict[str, nn.Module]], dict[str, float]] | None = None,
+        on_eval: Callable[[int, dict[str, float]], None] | None = None,
+        count: Callable[[Any], int] | None = None,
+    ):
+        self.models, self.optimizers, self.phases = models, optimizers, phases
+        self.runtime, self.cfg, self.run_dir = runtime, cfg, run_dir
+        self.evaluate_fn, self.on_eval = evaluate, on_eval
+        self.count = count or _count_items
+        self.step = 0
+        self.elapsed = 0.0  # seconds of training so far, across resumes
+        self.best: float = math.inf
+        self.history: list[dict[str, float]] = []  # every logged row, for tests and benchmarks
+        self.stop_reason: str | None = None
+        self._interrupted = False
+        for opt in optimizers.values():
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+
+    # --- state ---------------------------------------------------------------------------
+
+    def state_dict(self, data: Any = None) -> dict:
+        state = {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best": self.best if math.isfinite(self.best) else None,
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "rng": rng_state(),
+            "config": dataclasses.asdict(self.cfg),
+        }
+        if data is not None and hasattr(data, "state_dict"):
+            state["data"] = data.state_dict()
+        return state
+
+    def resume(self, path: Path, data: Any = None) -> None:
+        """Restore weights, optimizers, RNG, data position and counters from a checkpoint."""
+        state = ckpt.load_checkpoint(path, {k: unwrap(m) for k, m in self.models.items()})
+        for k, opt in self.optimizers.items():
+            ckpt.load_optimizer_state(opt, state["optimizers"][k])
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.best = state["best"] if state["best"] is not None else math.inf
+        set_rng_state(state["rng"])
+        if data is not None and "data" in state:
+            data.load_state_dict(state["data"])
+
+    def save(self, data: Any, pointers: tuple[str, ...], metrics: dict | None = None) -> None:
+        if self.run_dir is None or not self.runtime.is_main:
+            return
+        models = {k: unwrap(m) for k, m in self.models.items()}
+        ckpt.save_checkpoint(
+            self.run_dir / "checkpoints", self.step, models, self.state_dict(data), pointers, info=metrics
+        )
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def lr_factor(self, step: int) -> float:
+        c = self.cfg
+        if c.schedule not in SCHEDULES:
+            raise GenlabError(f"unknown schedule '{c.schedule}'; choose from {sorted(SCHEDULES)}")
+        decay = c.decay_steps or c.max_steps
+        return SCHEDULES[c.schedule](step, 1.0, min_lr=c.min_lr / c.lr, warmup=c.warmup_steps, decay_steps=decay)
+
+    def _train_step(self, data: Iterator) -> tuple[torch.Tensor, dict[str, float], int]:
+        c = self.cfg
+        factor = self.lr_factor(self.step)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+        batches = [next(data) for _ in range(c.grad_accum)]
+        ddp = [m for m in self.models.values() if isinstance(m, nn.parallel.DistributedDataParallel)]
+        total = torch.zeros((), device=self.runtime.device)
+        extras: dict[str, float] = {}
+        for phase in self.phases:
+            opt = self.optimizers[phase.optimizer]
+            opt.zero_grad(set_to_none=True)
+            for i, batch in enumerate(batches):
+                batch = _to_device(batch, self.runtime.device)
+                with contextlib.ExitStack() as stack:
+                    if i < len(batches) - 1:
+                        for m in ddp:
+                            stack.enter_context(m.no_sync())
+                    with self.runtime.autocast():
+                        out = phase.loss(self.models, batch)
+                    loss, metrics = out if isinstance(out, tuple) else (out, {})
+                    (loss / len(batches)).backward()
+                if phase is self.phases[0]:
+                    total += loss.detach() / len(batches)
+                for k, v in metrics.items():
+                    extras[k] = extras.get(k, 0.0) + float(v) / len(batches)
+                if len(self.phases) > 1:
+                    extras[phase.name] = extras.get(phase.name, 0.0) + loss.item() / len(batches)
+            if c.grad_clip > 0:
+                params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+                torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
+            opt.step()
+        self.step += 1
+        return total, extras, sum(self.count(b) for b in batches) * self.runtime.world_size
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        if self.evaluate_fn is None:
+            return {}
+        for m in self.models.values():
+            m.eval()
+        try:
+            with self.runtime.autocast():
+                return self.evaluate_fn(self.models)
+        finally:
+            for m in self.models.values():
+                m.train()
+
+    def fit(self, data: Iterator) -> dict[str, float]:
+        """Train until max_steps, the target, the time limit or Ctrl-C. Returns the last metrics."""
+        c, rt = self.cfg, self.runtime
+        logger = MetricsLogger(self.run_dir, c.tensorboard, enabled=rt.is_main and self.run_dir is not None)
+        bar = progress(c.max_steps, self.step, enabled=c.progress and rt.is_main)
+        restore = self._install_sigint()
+        last: dict[str, float] = {}
+        running, n_running, items, t_log = torch.zeros(()), 0, 0, time.perf_counter()
+        for m in self.models.values():
+            m.train()
+        try:
+            while self.step < c.max_steps and self.stop_reason is None:
+                t0 = time.perf_counter()
+                loss, extras, n = self._train_step(data)
+                self.elapsed += time.perf_counter() - t0
+                running, n_running, items = running + loss.cpu(), n_running + 1, items + n
+                bar.update(1)
+                last_step = self.step == c.max_steps
+                if self.step % c.log_interval == 0 or last_step:
+                    mean = running.item() / n_running
+                    if not math.isfinite(mean):
+                        raise TrainingError(
+                            f"loss became {mean} by step {self.step}; lower train.lr or raise train.warmup_steps "
+                            "(the last good checkpoint is kept)"
+                        )
+                    now = time.perf_counter()
+                    rate = items / (now - t_log)
+                    lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+                    last = {"train_loss": mean, "lr": lr, "items_per_s": rate, "elapsed_s": self.elapsed, **extras}
+                    logger.log(self.step, last)
+                    self.history.append({"step": self.step, **last})
+                    bar.set_postfix(loss=f"{mean:.4f}", tok_s=f"{rate:,.0f}", lr=f"{lr:.2e}", refresh=False)
+                    running, n_running, items, t_log = torch.zeros(()), 0, 0, now
+                if c.max_minutes and self.elapsed >= 60 * c.max_minutes:
+                    self.stop_reason = f"time limit of {c.max_minutes} min"
+                if rt.any(self._interrupted):
+                    self.stop_reason = "interrupted"
+                evaluate_now = c.eval_interval and (self.step % c.eval_interval == 0)
+                if evaluate_now or last_step or self.stop_reason:
+                    last = self._eval_and_checkpoint(data, logger, bar)
+                elif c.checkpoint_interval and self.step % c.checkpoint_interval == 0:
+                    self.save(data, ("last",))
+        finally:
+            bar.close()
+            logger.close()
+            restore()
+        if self.stop_reason == "interrupted" and rt.is_main:
+            bar.write(f"stopped at step {self.step}; checkpoint written, continue with --resume")
+        return last
+
+    def _eval_and_checkpoint(self, data, logger, bar) -> dict[str, float]:
+        c = self.cfg
+        metrics = self.evaluate()
+        metrics = {k: self.runtime.mean(v) for k, v in metrics.items()}
+        pointers: tuple[str, ...] = ("last",)
+        value = metrics.get(c.best_metric)
+        if value is not None and value < self.best:
+            self.best = value
+            pointers = ("last", "best")
+        if metrics:
+            logger.log(self.step, {**metrics, "elapsed_s": self.elapsed})
+            self.history.append({"step": self.step, "elapsed_s": self.elapsed, **metrics})
+            if self.runtime.is_main and c.progress:
+                shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                bar.write(f"step {self.step:>6}  {shown}  ({self.elapsed:.1f}s)")
+        if self.on_eval is not None and self.runtime.is_main:
+            self.on_eval(self.step, metrics)
+        if value is not None and c.target and value <= c.target and self.stop_reason is None:
+            self.stop_reason = f"reached {c.best_metric} <= {c.target}"
+        self.save(data, pointers, metrics)
+        return metrics
+
+    def _install_sigint(self) -> Callable[[], None]:
+        """First Ctrl-C: finish the step, checkpoint, stop. Second Ctrl-C: abort at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum, frame):
+            if self._interrupted:
+                signal.signal(signal.SIGINT, previous)
+                raise KeyboardInterrupt
+            self._interrupted = True
+            if self.runtime.is_main:
+                print("\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to abort)", flush=True)
+
+        signal.signal(signal.SIGINT, handler)
+        return lambda: signal.signal(signal.SIGINT, previous)
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any], Any],
+    data: Iterator,
+    optimizer: torch.optim.Optimizer,
+    runtime: Runtime,
+    cfg: TrainConfig,
+    **kwargs: Any,
+) -> Trainer:
+    """One model, one loss, one optimizer: the common case of :class:`Trainer`."""
+    trainer = Trainer(
+        {"model": model}, {"model": optimizer}, [Phase(lambda ms, b: loss_fn(ms["model"], b))], runtime, cfg, **kwargs
+    )
+    trainer.fit(data)
+    return trainer
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _count_items(batch: Any) -> int:
+    """Tokens (or items) in a batch: the element count of its first tensor."""
+    if isinstance(batch, torch.Tensor):
+        return batch.numel()
+    if isinstance(batch, (list, tuple)) and batch:
+        return _count_items(batch[0])
+    if isinstance(batch, dict) and batch:
+        return _count_items(next(iter(batch.values())))
+    return 0
