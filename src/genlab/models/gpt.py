@@ -176,12 +176,14 @@ register("gpt2-xl")(lambda: _gpt2(48, 25, 1600))  # 1.56B
 
 # GPT-3 (Brown et al. 2020, Table 2.1): context 2048, GPT-2 vocabulary. The paper alternates
 # dense and locally banded sparse attention layers; that changes no parameter count and is
-# not modelled here. 13B lists d_model 5140 with 40 heads of 128; 5120 = 40 x 128 is used.
+# not modelled here. Two rows of the table do not multiply out: XL lists d_model 2048 with
+# 24 heads of 128 (16 x 128 = 2048 is used) and 13B lists d_model 5140 with 40 heads of 128
+# (5120 = 40 x 128 is used).
 _GPT3 = {
     "gpt3-small": (12, 12, 768),  # 125M
     "gpt3-medium": (24, 16, 1024),  # 350M
     "gpt3-large": (24, 16, 1536),  # 760M
-    "gpt3-xl": (24, 24, 2048),  # 1.3B
+    "gpt3-xl": (24, 16, 2048),  # 1.3B
     "gpt3-2.7b": (32, 32, 2560),
     "gpt3-6.7b": (32, 32, 4096),
     "gpt3-13b": (40, 40, 5120),

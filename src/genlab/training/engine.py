@@ -205,7 +205,7 @@ class Trainer:
     def fit(self, data: Iterator) -> dict[str, float]:
         """Train until max_steps, the target, the time limit or Ctrl-C. Returns the last metrics."""
         c, rt = self.cfg, self.runtime
-        logger = MetricsLogger(self.run_dir, c.tensorboard, enabled=rt.is_main and self.run_dir is not None)
+        logger = MetricsLogger(self.run_dir, c.tensorboard, enabled=rt.is_main)
         bar = progress(c.max_steps, self.step, enabled=c.progress and rt.is_main)
         restore = self._install_sigint()
         last: dict[str, float] = {}

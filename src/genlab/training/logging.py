@@ -14,11 +14,11 @@ from tqdm.auto import tqdm
 class MetricsLogger:
     """Appends ``{"step": s, "time": t, ...}`` lines to ``metrics.jsonl``."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True, enabled: bool = True):
-        self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
+    def __init__(self, run_dir: Path | None, tensorboard: bool = True, enabled: bool = True):
+        self.enabled = enabled and run_dir is not None
+        self.path = run_dir / "metrics.jsonl" if run_dir is not None else None
         self.tb = None
-        if enabled and tensorboard:
+        if self.enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:

@@ -1,0 +1,52 @@
+import math
+
+import torch
+
+from genlab.layers.mlp import MLP, SwiGLU, make_mlp
+from genlab.layers.norm import make_norm
+from genlab.layers.positional import Rotary, sinusoidal_table
+
+
+def test_sinusoidal_table_matches_formula():
+    t = sinusoidal_table(50, 16)
+    p, i = 7, 3
+    assert math.isclose(t[p, 2 * i].item(), math.sin(p / 10000 ** (2 * i / 16)), rel_tol=1e-5)
+    assert math.isclose(t[p, 2 * i + 1].item(), math.cos(p / 10000 ** (2 * i / 16)), rel_tol=1e-5)
+
+
+def test_rope_preserves_norm_and_depends_only_on_relative_position():
+    rope = Rotary(8, 64)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+    torch.testing.assert_close(rope(q, offset=5).norm(), q.norm())
+
+    def score(m, n):
+        return (rope(q, offset=m) * rope(k, offset=n)).sum()
+
+    torch.testing.assert_close(score(10, 7), score(33, 30))
+    assert not torch.allclose(score(10, 7), score(10, 8))
+
+
+def test_rope_offset_equals_slice_of_longer_sequence():
+    rope = Rotary(8, 64)
+    x = torch.randn(2, 3, 10, 8)
+    torch.testing.assert_close(rope(x)[:, :, 4:], rope(x[:, :, 4:], offset=4))
+
+
+def test_mlp_kinds():
+    x = torch.randn(2, 5, 12)
+    assert isinstance(make_mlp("swiglu", 12, 20), SwiGLU)
+    for kind in ("relu", "gelu", "gelu_tanh", "swiglu"):
+        assert make_mlp(kind, 12, 20)(x).shape == x.shape
+    m = MLP(4, 8, "relu", bias=False)
+    with torch.no_grad():
+        m.fc.weight.copy_(torch.eye(8, 4))
+        m.proj.weight.copy_(torch.eye(4, 8))
+    torch.testing.assert_close(m(torch.tensor([[1.0, -2.0, 3.0, -4.0]])), torch.tensor([[1.0, 0.0, 3.0, 0.0]]))
+
+
+def test_norms():
+    x = torch.randn(4, 16) * 3 + 1
+    ln = make_norm("layernorm", 16)(x)
+    torch.testing.assert_close(ln.mean(-1), torch.zeros(4), atol=1e-5, rtol=0)
+    rms = make_norm("rmsnorm", 16)(x)
+    torch.testing.assert_close(rms.square().mean(-1), torch.ones(4), atol=1e-3, rtol=0)
