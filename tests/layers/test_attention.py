@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from genlab.layers.attention import ATTENTION, MultiHeadAttention, causal_mask, eager_attention, padding_mask, sdpa_attention
+from genlab.layers.attention import (
+    ATTENTION,
+    MultiHeadAttention,
+    causal_mask,
+    eager_attention,
+    padding_mask,
+    sdpa_attention,
+)
 
 
 def qkv(B=2, H=3, T=7, S=7, D=8):

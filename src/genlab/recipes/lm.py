@@ -76,13 +76,13 @@ def model_config(section: dict, vocab_size: int | None = None):
     return from_dict(cls, data, "model")
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    exists = run_dir.exists() and any(run_dir.iterdir())
+def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to touch an existing run unless told to; changes nothing on disk."""
     if resume:
         if not (run_dir / "config.yaml").is_file():
             raise RunDirError(f"{run_dir} holds no run to resume (no config.yaml): drop --resume to start one")
         return
-    if exists:
+    if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise RunDirError(
                 f"{run_dir} already holds a run: add --resume to continue it, --overwrite to replace it, "
@@ -90,6 +90,10 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
             )
         if not (run_dir / "config.yaml").is_file():
             raise RunDirError(f"{run_dir} is not empty and is not a genlab run: refusing to delete it")
+
+
+def create_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    if not resume and overwrite and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -97,9 +101,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
     r: LMRecipe = from_dict(LMRecipe, recipe)
     rt = Runtime.from_env(r.train.device, r.train.dtype)
-    if rt.is_main:
-        prepare_run_dir(run_dir, resume, overwrite)
-    rt.barrier()
+    check_run_dir(run_dir, resume, overwrite)
     log = print if rt.is_main else (lambda *a, **k: None)
 
     # Tokenizer and token stream: trained once, saved beside the checkpoints.
@@ -114,6 +116,9 @@ def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = F
     cfg = model_config(r.model, vocab_size=tok.vocab_size)
     block = cfg.block_size
 
+    rt.barrier()  # every process has checked the run directory and read the data
+    if rt.is_main:
+        create_run_dir(run_dir, resume, overwrite)
     seed_everything(r.train.seed)
     model = rt.wrap(build_model(cfg))
     n_params = sum(p.numel() for p in model.parameters())
@@ -125,7 +130,10 @@ def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = F
     forward = torch.compile(model) if t.compile else model
     optimizer = adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
     data = RandomWindows(train_tokens, block, t.batch_size, seed=t.seed, rank=rt.rank, world_size=rt.world_size)
-    eval_set = fixed_batches(val_tokens, block, t.batch_size, t.eval_batches, seed=t.seed + 1)
+    # The same evaluation windows whatever the number of processes; each evaluates its shard.
+    eval_set = fixed_batches(
+        val_tokens, block, t.batch_size, t.eval_batches, seed=t.seed + 1, rank=rt.rank, world_size=rt.world_size
+    )
 
     def evaluate(models):
         return {"val_loss": mean_loss(forward, eval_set, rt.device)}

@@ -221,7 +221,7 @@ class Trainer:
                 bar.update(1)
                 last_step = self.step == c.max_steps
                 if self.step % c.log_interval == 0 or last_step:
-                    mean = running.item() / n_running
+                    mean = rt.mean(running.item() / n_running)  # over the global batch
                     if not math.isfinite(mean):
                         raise TrainingError(
                             f"loss became {mean} by step {self.step}; lower train.lr or raise train.warmup_steps "
