@@ -11,6 +11,7 @@ setup:
 
 ## Train the default char-level GPT on tinyshakespeare (5 minutes on 2 CPU cores) and print samples.
 demo: setup
+	$(BIN)/genlab data prepare tinyshakespeare
 	$(BIN)/genlab train gpt/shakespeare-char --overwrite --out runs/demo
 	@echo
 	@echo "sample again with: $(BIN)/genlab sample runs/demo --prompt 'ROMEO:' --num-samples 3"

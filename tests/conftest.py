@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,13 +21,9 @@ def _isolated(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def tiny_text(tmp_path_factory):
-    """The first 40,000 characters of tinyshakespeare as a text file."""
-    from genlab.data.sources import read_text
-
-    path = tmp_path_factory.mktemp("text") / "tiny.txt"
-    path.write_text(read_text("tinyshakespeare")[:40_000], encoding="utf-8")
-    return path
+def tiny_text():
+    """The first 40,000 characters of tinyshakespeare, shipped with the tests."""
+    return Path(__file__).parent / "fixtures" / "shakespeare-40k.txt"
 
 
 def tiny_recipe(source, **train) -> dict:
