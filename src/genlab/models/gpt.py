@@ -150,7 +150,7 @@ def gpt_micro() -> GPTConfig:
 @register("gpt-char")
 def gpt_char() -> GPTConfig:
     """genlab's default char-level CPU model (see recipes/configs/gpt/shakespeare-char.yaml)."""
-    return GPTConfig(vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=256)
+    return GPTConfig(vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=128)
 
 
 @register("gpt-shakespeare")

@@ -209,7 +209,7 @@ class Trainer:
         bar = progress(c.max_steps, self.step, enabled=c.progress and rt.is_main)
         restore = self._install_sigint()
         last: dict[str, float] = {}
-        running, n_running, items, t_log = torch.zeros(()), 0, 0, time.perf_counter()
+        running, n_running, items, t_log = torch.zeros(()), 0, 0, self.elapsed
         for m in self.models.values():
             m.train()
         try:
@@ -227,8 +227,8 @@ class Trainer:
                             f"loss became {mean} by step {self.step}; lower train.lr or raise train.warmup_steps "
                             "(the last good checkpoint is kept)"
                         )
-                    now = time.perf_counter()
-                    rate = items / (now - t_log)
+                    now = self.elapsed  # training time only: evaluation and checkpoints excluded
+                    rate = items / max(now - t_log, 1e-9)
                     lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
                     last = {"train_loss": mean, "lr": lr, "items_per_s": rate, "elapsed_s": self.elapsed, **extras}
                     logger.log(self.step, last)
