@@ -17,8 +17,10 @@ validation loss first fell to the target (1.886 by default), and the final loss.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,7 +60,8 @@ def run(recipe_name: str, overrides: list[str], target: float, peak_fp32: float)
     out = Path(tempfile.mkdtemp(prefix="genlab-bench-"))
     try:
         t0 = time.perf_counter()
-        trainer = run_task(recipe, run_dir=out / "run")
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
+            trainer = run_task(recipe, run_dir=out / "run")
         wall = time.perf_counter() - t0
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -133,6 +133,9 @@ def test_bad_sampling_options(run_dir, capsys):
     one_line_error(capsys, "sample", run_dir, "--top-p", "1.5", match="top-p")
     one_line_error(capsys, "sample", run_dir, "--top-k", "-2", match="top-k")
     one_line_error(capsys, "sample", run_dir, "--max-new-tokens", "0", match="max-new-tokens")
+    one_line_error(capsys, "sample", run_dir, "--beams", "0", match="beams")
+    one_line_error(capsys, "sample", run_dir, "--min-p", "1.5", match="min-p")
+    one_line_error(capsys, "sample", run_dir, "--context", "wrap", match="context")
     one_line_error(capsys, "sample", run_dir.parent / "nothing-here", match="not a genlab run directory")
 
 

@@ -6,6 +6,7 @@ exit with status 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -61,42 +62,82 @@ def train(
 
 @app.command()
 def sample(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'genlab train'.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'genlab train' or 'genlab convert'.")],
     prompt: Annotated[str | None, typer.Option(help="Text to continue (default: the recipe's prompt).")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 300,
     temperature: Annotated[float, typer.Option(help="Softmax temperature; 0 is greedy.")] = 0.8,
     top_k: Annotated[int, typer.Option(help="Keep only the k most likely tokens (0: off).")] = 0,
     top_p: Annotated[float, typer.Option(help="Nucleus: smallest set with this much mass (1: off).")] = 1.0,
-    num_samples: Annotated[int, typer.Option(help="How many samples.")] = 1,
+    min_p: Annotated[float, typer.Option(help="Drop tokens below min-p x the top probability (0: off).")] = 0.0,
+    repetition_penalty: Annotated[float, typer.Option(help="CTRL penalty on tokens already seen (1: off).")] = 1.0,
+    frequency_penalty: Annotated[float, typer.Option(help="Subtract this x the count of each generated token.")] = 0.0,
+    presence_penalty: Annotated[float, typer.Option(help="Subtract this from every token generated so far.")] = 0.0,
+    num_samples: Annotated[int, typer.Option(help="How many samples (or the n best beams).")] = 1,
+    beams: Annotated[int, typer.Option(help="Beam search with this many beams (1: sampling).")] = 1,
+    length_penalty: Annotated[float, typer.Option(help="Beam score = log p / length ** this.")] = 1.0,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop at this text (repeatable).")] = None,
+    stream: Annotated[bool, typer.Option(help="Print text as it is generated.")] = False,
+    show_logprobs: Annotated[int, typer.Option(help="Print each token's log-probability and N alternatives.")] = -1,
+    context: Annotated[
+        str, typer.Option(help="Prompt + new tokens longer than the context: window (drop the oldest) | error.")
+    ] = "window",
+    cache: Annotated[bool, typer.Option(help="Use the KV cache (--no-cache recomputes everything).")] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1337,
     checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
 ) -> None:
-    """Generate text from a trained run."""
-    from genlab.recipes.lm import load_run, sample_texts
+    """Generate text from a trained run: sampling controls, beam search, stop strings, streaming."""
+    from genlab.generation.decode import GenerationConfig, generate
+    from genlab.generation.decode import stream as stream_text
+    from genlab.recipes.lm import load_run
 
-    if max_new_tokens < 1:
-        raise GenlabError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
-    if num_samples < 1:
-        raise GenlabError(f"--num-samples must be at least 1, got {num_samples}")
     model, tok, recipe = load_run(run_dir, checkpoint)
-    s = recipe.sample
-    texts = sample_texts(
-        model,
-        tok,
-        s,
-        model.config.block_size,
-        prompt=s.prompt if prompt is None else prompt,
+    text = recipe.sample.prompt if prompt is None else prompt
+    cfg = GenerationConfig(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
-        num_samples=num_samples,
+        min_p=min_p,
+        repetition_penalty=repetition_penalty,
+        frequency_penalty=frequency_penalty,
+        presence_penalty=presence_penalty,
+        num_beams=beams,
+        length_penalty=length_penalty,
+        num_return_sequences=num_samples,
+        stop=tuple(stop or ()),
+        eos_id=tok.eos_id,
+        bos_id=tok.eos_id,
         seed=seed,
+        context=context,
+        logprobs=show_logprobs >= 0,
+        top_logprobs=max(show_logprobs, 0),
+        use_cache=cache,
     )
-    for i, text in enumerate(texts):
+    cfg.check()
+    ids = tok.encode(text)
+    if stream:
+        if beams > 1 or show_logprobs >= 0:
+            raise GenlabError("--stream works with sampling or greedy decoding, without --beams or --show-logprobs")
+        for i in range(num_samples):
+            if num_samples > 1:
+                typer.echo(f"--- sample {i + 1} ---")
+            sys.stdout.write(text)
+            for piece in stream_text(model, ids, dataclasses.replace(cfg, seed=seed + i), tok.decode):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+        return
+    for i, g in enumerate(generate(model, [ids], cfg, decode=tok.decode)[0]):
         if num_samples > 1:
-            typer.echo(f"--- sample {i + 1} ---")
-        typer.echo(text)
+            score = f" (score {g.score:.3f})" if g.score is not None else ""
+            typer.echo(f"--- sample {i + 1}{score} ---")
+        typer.echo(text + g.text)
+        if g.logprobs is not None:
+            for j, (token, lp) in enumerate(zip(g.tokens, g.logprobs)):
+                alts = ""
+                if g.top_logprobs:
+                    alts = "  " + "  ".join(f"{tok.decode([t])!r} {v:.3f}" for t, v in g.top_logprobs[j])
+                typer.echo(f"{tok.decode([token])!r:>12} {lp:8.3f}{alts}")
 
 
 @app.command()
@@ -171,6 +212,62 @@ def data_prepare(name: Annotated[str, typer.Argument(help="Source name, see 'gen
 
     path = prepare(name)
     typer.echo(f"{name}: {path}")
+
+
+convert_app = typer.Typer(
+    help="Convert GPT-2 models between Hugging Face folders and genlab run directories (no hub, no transformers).",
+    no_args_is_help=True,
+)
+app.add_typer(convert_app, name="convert")
+
+
+def _converted(result, kind: str) -> None:
+    c = result.config
+    typer.echo(
+        f"wrote {kind} {result.out}: {c.n_layer} layers x {c.n_embd} dims, {c.n_head} heads, context {c.block_size}, "
+        f"vocab {c.vocab_size}, {result.n_params / 1e6:.2f}M parameters; tokenizer: {result.tokenizer}"
+    )
+
+
+@convert_app.command("hf-to-genlab")
+def convert_hf_to_genlab(
+    hf_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A Hugging Face GPT-2 folder: config.json, model.safetensors (or pytorch_model.bin) and "
+            "tokenizer.json (or vocab.json + merges.txt), as save_pretrained writes it."
+        ),
+    ],
+    out: Annotated[Path, typer.Argument(help="The genlab run directory to write.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run in OUT.")] = False,
+) -> None:
+    """Turn a Hugging Face GPT-2 checkpoint into a genlab run: then 'genlab sample OUT'."""
+    from genlab.recipes.convert import hf_to_genlab
+
+    result = hf_to_genlab(hf_dir, out, overwrite=overwrite)
+    _converted(result, "genlab run")
+    typer.echo(f"try: genlab sample {out} --prompt 'Hello' --temperature 0")
+
+
+@convert_app.command("genlab-to-hf")
+def convert_genlab_to_hf(
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A genlab GPT run directory (GPT-2 architecture: learned "
+            "positions, LayerNorm, biases, gelu/gelu_tanh/relu MLP)."
+        ),
+    ],
+    out: Annotated[Path, typer.Argument(help="The Hugging Face folder to write.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing Hugging Face folder in OUT.")] = False,
+    checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
+) -> None:
+    """Export a genlab GPT run as a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer)."""
+    from genlab.recipes.convert import genlab_to_hf
+
+    result = genlab_to_hf(run_dir, out, overwrite=overwrite, which=checkpoint)
+    _converted(result, "Hugging Face GPT-2 folder")
+    typer.echo(f"load it with: transformers.AutoModelForCausalLM.from_pretrained('{out}')")
 
 
 def main() -> None:

@@ -2,10 +2,15 @@ import pytest
 import torch
 
 from genlab.core.errors import ConfigError
-from genlab.core.registry import preset
-from genlab.generation.decode import generate
-from genlab.generation.processors import check_sampling, sample_next, temperature, top_k, top_p
-from genlab.models.gpt import GPT
+from genlab.generation.processors import (
+    check_sampling,
+    min_p,
+    repetition_penalty,
+    sample_next,
+    temperature,
+    top_k,
+    top_p,
+)
 
 
 def logits_of(probs):
@@ -50,24 +55,18 @@ def test_temperature_zero_is_argmax_and_sampling_follows_the_distribution():
     assert torch.allclose(freq, probs[0], atol=0.03)
 
 
-def test_greedy_generation_equals_repeated_argmax():
-    torch.manual_seed(0)
-    model = GPT(preset("gpt-micro")).eval()
-    ids = torch.randint(0, 65, (2, 5))
-    out = generate(model, ids, 8, block_size=32, temperature=0)
-    ref = ids
-    for _ in range(8):
-        ref = torch.cat([ref, model(ref)[:, -1].argmax(-1, keepdim=True)], 1)
-    assert torch.equal(out, ref)
-
-
-def test_context_is_cropped_to_the_block_size():
-    model = GPT(preset("gpt-micro")).eval()
-    out = generate(model, torch.zeros(1, 30, dtype=torch.long), 10, block_size=32, temperature=1.0)
-    assert out.shape == (1, 40)
-
-
 def test_bad_sampling_settings():
     for args in [(-0.1, 0, 1.0), (1.0, -1, 1.0), (1.0, 0, 0.0), (1.0, 0, 1.01)]:
         with pytest.raises(ConfigError):
             check_sampling(*args)
+
+
+def test_min_p_scales_with_the_top_probability():
+    assert sorted(kept(min_p(logits_of([0.6, 0.25, 0.1, 0.05]), 0.2))) == [0, 1]  # threshold 0.12
+    assert sorted(kept(min_p(logits_of([0.3, 0.3, 0.25, 0.15]), 0.5))) == [0, 1, 2, 3]  # threshold 0.15
+
+
+def test_repetition_penalty_pushes_seen_tokens_down():
+    z = torch.tensor([[2.0, -1.0, 0.5]])
+    seen = torch.tensor([[True, True, False]])
+    assert repetition_penalty(z, seen, 2.0).tolist() == [[1.0, -2.0, 0.5]]

@@ -1,6 +1,7 @@
-"""Logits processors: pure functions (B, V) -> (B, V), composed in order.
+"""Logits processors: pure functions (B, V) -> (B, V), composed in a fixed order.
 
-Each returns new logits; filtered-out tokens get -inf so softmax gives them 0.
+Filtered-out tokens get -inf, so softmax gives them probability 0. Order used by
+:func:`process`: banned tokens, penalties, temperature, top-k, top-p, min-p.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import torch
 
 from genlab.core.errors import ConfigError
+
+NEG_INF = float("-inf")
 
 
 def temperature(logits: torch.Tensor, t: float) -> torch.Tensor:
@@ -20,7 +23,7 @@ def top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
     if k <= 0 or k >= logits.size(-1):
         return logits
     kth = torch.topk(logits, k, dim=-1).values[..., -1:]
-    return logits.masked_fill(logits < kth, float("-inf"))
+    return logits.masked_fill(logits < kth, NEG_INF)
 
 
 def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
@@ -37,16 +40,58 @@ def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     mass_before = probs.cumsum(dim=-1) - probs
     drop_sorted = mass_before >= p
     drop = drop_sorted.scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
+    return logits.masked_fill(drop, NEG_INF)
 
 
-def check_sampling(t: float, k: int, p: float) -> None:
+def min_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Min-p sampling (Nguyen et al. 2024, arXiv:2407.01082): keep token i when
+    p_i >= p * max_j p_j, a threshold that scales with the model's confidence."""
+    if p <= 0.0:
+        return logits
+    probs = torch.softmax(logits.float(), dim=-1)
+    return logits.masked_fill(probs < p * probs.max(dim=-1, keepdim=True).values, NEG_INF)
+
+
+def repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, r: float) -> torch.Tensor:
+    """CTRL's penalty (Keskar et al. 2019, arXiv:1909.05858) on tokens already in the
+    context (``seen``: (B, V) bool): z_i / r if z_i > 0 else z_i * r."""
+    if r == 1.0:
+        return logits
+    penalised = torch.where(logits > 0, logits / r, logits * r)
+    return torch.where(seen, penalised, logits)
+
+
+def frequency_presence_penalty(
+    logits: torch.Tensor, counts: torch.Tensor, frequency: float, presence: float
+) -> torch.Tensor:
+    """OpenAI-style penalties on generated tokens (``counts``: (B, V) occurrences so far):
+
+    z_i - frequency * c_i - presence * [c_i > 0]
+    """
+    if frequency == 0.0 and presence == 0.0:
+        return logits
+    counts = counts.to(logits.dtype)
+    return logits - frequency * counts - presence * (counts > 0).to(logits.dtype)
+
+
+def ban(logits: torch.Tensor, tokens: list[int] | tuple[int, ...]) -> torch.Tensor:
+    """Tokens that may never be generated."""
+    if not tokens:
+        return logits
+    out = logits.clone()
+    out[:, list(tokens)] = NEG_INF
+    return out
+
+
+def check_sampling(t: float, k: int, p: float, mp: float = 0.0) -> None:
     if t < 0:
         raise ConfigError(f"temperature must be >= 0 (0 is greedy), got {t}")
     if k < 0:
         raise ConfigError(f"top-k must be >= 0 (0 disables it), got {k}")
     if not 0.0 < p <= 1.0:
         raise ConfigError(f"top-p must be in (0, 1] (1 disables it), got {p}")
+    if not 0.0 <= mp < 1.0:
+        raise ConfigError(f"min-p must be in [0, 1) (0 disables it), got {mp}")
 
 
 def sample_next(
@@ -55,10 +100,11 @@ def sample_next(
     k: int = 0,
     p: float = 1.0,
     generator: torch.Generator | None = None,
+    mp: float = 0.0,
 ) -> torch.Tensor:
-    """(B, V) logits of the last position -> (B,) next token ids."""
+    """(B, V) logits of the last position -> (B,) next token ids (t = 0: argmax)."""
     if t == 0:
         return logits.argmax(dim=-1)
-    logits = top_p(top_k(temperature(logits.float(), t), k), p)
+    logits = min_p(top_p(top_k(temperature(logits.float(), t), k), p), mp)
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

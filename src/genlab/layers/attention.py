@@ -19,15 +19,28 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genlab.layers.kv_cache import KVCache
+
 
 def causal_mask(t: int, s: int, device=None) -> torch.Tensor:
     """(T, S) boolean mask aligned bottom-right: query i sees keys j <= i + (S - T)."""
     return torch.ones(t, s, dtype=torch.bool, device=device).tril(diagonal=s - t)
 
 
-def padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, S) 1/0 mask of real/padding tokens -> (B, 1, 1, S) boolean key mask."""
-    return attention_mask.bool()[:, None, None, :]
+def padding_mask(attention_mask: torch.Tensor, t: int | None = None) -> torch.Tensor:
+    """(B, S) 1/0 mask of real/padding tokens -> boolean key mask.
+
+    Without ``t``: (B, 1, 1, S). With ``t`` (the number of queries, the last t of the S
+    positions): (B, 1, t, S), where a padding query may also see itself, so that no row is
+    fully masked (a fully masked row makes softmax 0/0 = NaN, and NaN values at padding
+    positions would leak into real rows through 0 * NaN in the next layer).
+    """
+    keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
+    if t is None:
+        return keys
+    s = attention_mask.size(1)
+    own = torch.arange(s, device=keys.device)[None, :] == torch.arange(s - t, s, device=keys.device)[:, None]
+    return keys | own  # (B, 1, t, S)
 
 
 def _combine(mask: torch.Tensor | None, is_causal: bool, t: int, s: int, device) -> torch.Tensor | None:
@@ -112,7 +125,12 @@ class MultiHeadAttention(nn.Module):
         x: torch.Tensor,
         mask: torch.Tensor | None = None,
         rotary: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
     ) -> torch.Tensor:
+        """x: (B, T, C). ``mask``: boolean, broadcastable to (B, H, T, S), True = may attend.
+        With a ``cache`` the new keys/values are stored at the cache's next positions and
+        the queries attend over everything cached so far (S = cached + T)."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
@@ -120,7 +138,10 @@ class MultiHeadAttention(nn.Module):
         v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         if rotary is not None:
             q, k = rotary(q), rotary(k)
+        if cache is not None:
+            k, v = cache.append(layer, k, v)  # (B, H, S, D)
         p = self.dropout if self.training else 0.0
-        y = self.attend(q, k, v, mask=mask, is_causal=self.causal, dropout_p=p)
+        causal = self.causal and T > 1  # one new query may see every cached key
+        y = self.attend(q, k, v, mask=mask, is_causal=causal, dropout_p=p)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.proj(y))

@@ -48,10 +48,15 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """x: (B, H, T, D) -> rotated x, positions offset .. offset + T - 1."""
-        T = x.size(-2)
-        cos = self.cos[offset : offset + T].to(x.dtype)  # (T, D/2)
-        sin = self.sin[offset : offset + T].to(x.dtype)
+    def forward(self, x: torch.Tensor, offset: int = 0, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, H, T, D) -> rotated x. Positions are ``offset .. offset + T - 1``, or
+        ``positions`` of shape (T,) or (B, T) (left-padded batches)."""
+        if positions is None:
+            cos, sin = self.cos[offset : offset + x.size(-2)], self.sin[offset : offset + x.size(-2)]  # (T, D/2)
+        else:
+            cos, sin = self.cos[positions], self.sin[positions]  # (T, D/2) or (B, T, D/2)
+            if positions.dim() == 2:
+                cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D/2)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)

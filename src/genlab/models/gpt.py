@@ -23,7 +23,8 @@ import torch
 import torch.nn as nn
 
 from genlab.core.registry import register
-from genlab.layers.attention import ATTENTION, MultiHeadAttention
+from genlab.layers.attention import ATTENTION, MultiHeadAttention, padding_mask
+from genlab.layers.kv_cache import KVCache
 from genlab.layers.mlp import MLP_KINDS, make_mlp
 from genlab.layers.norm import NORM_KINDS, make_norm
 from genlab.layers.positional import Rotary, sinusoidal_table
@@ -71,8 +72,8 @@ class Block(nn.Module):
         self.ln2 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.mlp = make_mlp(cfg.mlp, cfg.n_embd, int(cfg.mlp_ratio * cfg.n_embd), cfg.bias, cfg.dropout)
 
-    def forward(self, x: torch.Tensor, rotary=None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), rotary=rotary)
+    def forward(self, x: torch.Tensor, rotary=None, mask=None, cache: KVCache | None = None, layer: int = 0):
+        x = x + self.attn(self.ln1(x), mask=mask, rotary=rotary, cache=cache, layer=layer)
         x = x + self.mlp(self.ln2(x))
         return x
 
@@ -109,20 +110,54 @@ class GPT(nn.Module):
             else:
                 nn.init.normal_(p, 0.0, std)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """idx: (B, T) token ids -> logits (B, T, V)."""
+    def forward(
+        self,
+        idx: torch.Tensor,
+        cache: KVCache | None = None,
+        positions: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """idx: (B, T) token ids -> logits (B, T, V), or (B, 1, V) with ``last_only``.
+
+        Decoding passes a ``cache`` (see :meth:`make_cache`): the T new tokens take the
+        positions after those already cached. Left-padded batches pass ``positions`` (B, T)
+        and ``attention_mask`` (B, S) with 0 at padding, S = cached + T.
+        """
         B, T = idx.shape
-        if self.config.block_size < T:
-            raise ValueError(f"sequence of {T} tokens exceeds the context of {self.config.block_size}")
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds the context of {self.config.block_size}")
+        if positions is None:
+            positions = torch.arange(start, start + T, device=idx.device)  # (T,)
         x = self.tok_emb(idx)  # (B, T, C)
         if self.config.pos == "learned":
-            x = x + self.pos_emb(torch.arange(T, device=idx.device))
+            x = x + self.pos_emb(positions)
         elif self.config.pos == "sinusoidal":
-            x = x + self.pos_table[:T]
+            x = x + self.pos_table[positions]
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, rotary=self.rotary)
+        rotary = (lambda t: self.rotary(t, positions=positions)) if self.rotary is not None else None
+        mask = padding_mask(attention_mask, T) if attention_mask is not None else None  # (B, 1, T, S)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rotary=rotary, mask=mask, cache=cache, layer=i)
+        if cache is not None:
+            cache.advance(T)
+        if last_only:
+            x = x[:, -1:]
         return self.head(self.ln_f(x))  # (B, T, V)
+
+    def make_cache(self, batch: int, max_len: int, dtype=None, device=None) -> KVCache:
+        """A KV cache for ``batch`` sequences of up to ``max_len`` (<= block_size) tokens."""
+        cfg, ref = self.config, self.tok_emb.weight
+        return KVCache(
+            cfg.n_layer,
+            batch,
+            cfg.n_head,
+            cfg.n_embd // cfg.n_head,
+            min(max_len, cfg.block_size),
+            dtype or ref.dtype,
+            device or ref.device,
+        )
 
     def num_params(self, non_embedding: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())

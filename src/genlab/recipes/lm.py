@@ -19,7 +19,7 @@ from genlab.core.errors import ConfigError, RunDirError
 from genlab.core.registry import preset
 from genlab.core.seed import seed_everything
 from genlab.data.text import RandomWindows, fixed_batches, split, token_stream
-from genlab.generation.decode import generate
+from genlab.generation.decode import GenerationConfig, generate
 from genlab.models import build_model, config_class, family_of
 from genlab.objectives.causal_lm import causal_lm_loss, mean_loss
 from genlab.tokenizers import load_tokenizer, train_tokenizer
@@ -169,15 +169,21 @@ def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = F
 
 
 def sample_texts(model, tok, s: SampleConfig, block_size: int, **override) -> list[str]:
-    """Sample ``num_samples`` continuations of ``s.prompt`` (one batch)."""
+    """Sample ``num_samples`` continuations of ``s.prompt``; returns prompt + continuation."""
     s = dataclasses.replace(s, **override)
-    device = next(model.parameters()).device
-    ids = torch.tensor([tok.encode(s.prompt)] * s.num_samples, dtype=torch.long, device=device)
-    if ids.size(1) == 0:
-        raise ConfigError("the prompt is empty; give at least one character (e.g. --prompt $'\\n')")
-    gen = torch.Generator(device=device).manual_seed(s.seed)
-    out = generate(model, ids, s.max_new_tokens, block_size, s.temperature, s.top_k, s.top_p, gen)
-    return [tok.decode(row.tolist()) for row in out]
+    cfg = GenerationConfig(
+        max_new_tokens=s.max_new_tokens,
+        temperature=s.temperature,
+        top_k=s.top_k,
+        top_p=s.top_p,
+        num_return_sequences=s.num_samples,
+        seed=s.seed,
+        context="window",
+        eos_id=tok.eos_id,
+        bos_id=tok.eos_id,
+    )
+    gens = generate(model, [tok.encode(s.prompt)], cfg, decode=tok.decode)[0]
+    return [s.prompt + g.text for g in gens]
 
 
 def load_run(run_dir: Path, which: str = "best"):

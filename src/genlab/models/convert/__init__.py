@@ -1,0 +1,11 @@
+"""Hugging Face interop: config and state-dict key maps, both directions, one family per file.
+
+The converters read and write the Hugging Face files themselves (``config.json``,
+``model.safetensors``); genlab never imports ``transformers`` at run time. The tests load
+the converted weights into ``transformers`` and compare logits.
+
+- :mod:`genlab.models.convert.gpt2`: GPT-2 (``GPT2LMHeadModel`` / ``GPT2Model``) <-> :class:`~genlab.models.gpt.GPT`.
+
+Writing whole run directories (tokenizer, checkpoints, ``config.yaml``) is the recipes'
+job: see :mod:`genlab.recipes.convert`.
+"""
