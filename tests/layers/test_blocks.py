@@ -50,3 +50,22 @@ def test_norms():
     torch.testing.assert_close(ln.mean(-1), torch.zeros(4), atol=1e-5, rtol=0)
     rms = make_norm("rmsnorm", 16)(x)
     torch.testing.assert_close(rms.square().mean(-1), torch.ones(4), atol=1e-3, rtol=0)
+
+
+def test_decode_layout_linear_equals_nn_linear_and_never_goes_stale():
+    from genlab.layers.linear import Linear, prepare_decode, release_decode
+
+    torch.manual_seed(0)
+    layer = Linear(8, 24)
+    x = torch.randn(1, 1, 8)
+    ref = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    assert prepare_decode(layer) == 8 * 24 * 4 and layer.decode_weight.shape == (8, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), ref)
+        layer.weight.add_(1.0)  # an update makes the copy stale: it must not be used
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+    assert layer(x).requires_grad  # training still goes through nn.Linear's path
+    release_decode(layer)
+    assert layer.decode_weight is None
+    narrow = Linear(24, 8)
+    assert prepare_decode(narrow) == 0  # (out < in): nn.Linear's layout is the faster one

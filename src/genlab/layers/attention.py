@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genlab.layers.kv_cache import KVCache
+from genlab.layers.linear import Linear
 
 
 def causal_mask(t: int, s: int, device=None) -> torch.Tensor:
@@ -113,8 +114,8 @@ class MultiHeadAttention(nn.Module):
         if backend not in ATTENTION:
             raise ValueError(f"unknown attention backend '{backend}'; choose from {sorted(ATTENTION)}")
         self.n_head, self.head_dim = n_head, dim // n_head
-        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
-        self.proj = nn.Linear(dim, dim, bias=bias)
+        self.qkv = Linear(dim, 3 * dim, bias=bias)
+        self.proj = Linear(dim, dim, bias=bias)
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
         self.attend = ATTENTION[backend]

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genlab.layers.linear import Linear
+
 ACTIVATIONS = {
     "relu": F.relu,
     "gelu": F.gelu,
@@ -22,8 +24,8 @@ class MLP(nn.Module):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation '{activation}'; choose from {sorted(ACTIVATIONS)}")
-        self.fc = nn.Linear(dim, hidden, bias=bias)
-        self.proj = nn.Linear(hidden, dim, bias=bias)
+        self.fc = Linear(dim, hidden, bias=bias)
+        self.proj = Linear(hidden, dim, bias=bias)
         self.act = ACTIVATIONS[activation]
         self.dropout = nn.Dropout(dropout)
 
@@ -34,8 +36,8 @@ class MLP(nn.Module):
 class SwiGLU(nn.Module):
     def __init__(self, dim: int, hidden: int, bias: bool = False, dropout: float = 0.0):
         super().__init__()
-        self.fc = nn.Linear(dim, 2 * hidden, bias=bias)  # W1 and W3 fused
-        self.proj = nn.Linear(hidden, dim, bias=bias)
+        self.fc = Linear(dim, 2 * hidden, bias=bias)  # W1 and W3 fused
+        self.proj = Linear(hidden, dim, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ import torch.nn as nn
 from genlab.core.registry import register
 from genlab.layers.attention import ATTENTION, MultiHeadAttention, padding_mask
 from genlab.layers.kv_cache import KVCache
+from genlab.layers.linear import Linear, prepare_decode
 from genlab.layers.mlp import MLP_KINDS, make_mlp
 from genlab.layers.norm import NORM_KINDS, make_norm
 from genlab.layers.positional import Rotary, sinusoidal_table
@@ -91,7 +92,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
-        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.head = Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.tok_emb.weight
         self.reset_parameters()
@@ -147,8 +148,11 @@ class GPT(nn.Module):
         return self.head(self.ln_f(x))  # (B, T, V)
 
     def make_cache(self, batch: int, max_len: int, dtype=None, device=None) -> KVCache:
-        """A KV cache for ``batch`` sequences of up to ``max_len`` (<= block_size) tokens."""
+        """A KV cache for ``batch`` sequences of up to ``max_len`` (<= block_size) tokens.
+
+        Also lays out the weights for decoding (see :mod:`genlab.layers.linear`)."""
         cfg, ref = self.config, self.tok_emb.weight
+        prepare_decode(self)
         return KVCache(
             cfg.n_layer,
             batch,
