@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from genlab.core.config import from_dict, merge, save_yaml, to_dict
-from genlab.core.errors import ConfigError, RunDirError
+from genlab.core.config import from_dict, load_yaml, merge, save_yaml, to_dict
+from genlab.core.errors import CheckpointError, ConfigError, RunDirError
 from genlab.core.registry import preset
 from genlab.core.seed import seed_everything
+from genlab.data.sources import read_text
 from genlab.data.text import RandomWindows, fixed_batches, split, token_stream
 from genlab.generation.decode import GenerationConfig, generate
 from genlab.models import build_model, config_class, family_of
@@ -108,8 +108,6 @@ def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = F
     if resume:
         tok = load_tokenizer(run_dir)
     else:
-        from genlab.data.sources import read_text
-
         tok = train_tokenizer(r.data.tokenizer, read_text(r.data.source), r.data.vocab_size or None)
     tokens = token_stream(r.data.source, tok)
     train_tokens, val_tokens = split(tokens, r.data.val_fraction)
@@ -188,7 +186,6 @@ def sample_texts(model, tok, s: SampleConfig, block_size: int, **override) -> li
 
 def load_run(run_dir: Path, which: str = "best"):
     """(model, tokenizer, recipe) of a finished or running run directory."""
-    from genlab.core.config import load_yaml
 
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
@@ -200,17 +197,14 @@ def load_run(run_dir: Path, which: str = "best"):
         raise ConfigError(f"{run_dir}: tokenizer has {tok.vocab_size} tokens but the model {cfg.vocab_size}")
     model = build_model(cfg)
     root = run_dir / "checkpoints"
+    if which not in ("best", "last"):
+        raise ConfigError(f"checkpoint must be 'best' or 'last', got '{which}'")
     try:
         path = find_checkpoint(root, which)
-    except Exception:
-        if which == "best":
-            path = find_checkpoint(root, "last")
-        else:
+    except CheckpointError:
+        if which != "best":
             raise
+        path = find_checkpoint(root, "last")  # a run stopped before its first evaluation
     load_weights(model, path / "model.safetensors")
     model.eval()
     return model, tok, r
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use: genlab train gpt/shakespeare-char")
