@@ -153,7 +153,7 @@ def params(
 
     from genlab.core.config import parse_overrides
     from genlab.models import build_model
-    from genlab.recipes.lm import model_config
+    from genlab.recipes.runs import model_config
 
     cfg = model_config({"preset": name, **parse_overrides(overrides or [])})
     with torch.device("meta"):

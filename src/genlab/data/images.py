@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 
 from genlab.core.errors import DataError
 from genlab.data.sources import resolve
@@ -129,3 +130,89 @@ def load_fashion_mnist(split: Literal["train", "test"] = "train") -> tuple[np.nd
     if labels.size and int(labels.max()) >= len(FASHION_CLASSES):
         raise DataError(f"{folder}: {split} labels go up to {int(labels.max())}, expected 0..9: fetch the files again")
     return images, labels
+
+
+def load_digits(split: Literal["train", "test"] = "train", test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images) as ``(images, labels)``.
+
+    Intensities 0..16 are scaled to uint8 0..255 like Fashion-MNIST; the last
+    ``test_fraction`` of the file is the test split (file order, no shuffling).
+    """
+    try:
+        from sklearn.datasets import load_digits as sk_digits
+    except ImportError as e:
+        raise DataError("the digits source needs scikit-learn: pip install scikit-learn") from e
+    data = sk_digits()
+    images = np.clip(data.images * 16, 0, 255).astype(np.uint8)  # (N, 8, 8)
+    labels = data.target.astype(np.uint8)
+    cut = int(round(len(images) * (1 - test_fraction)))
+    return (images[:cut], labels[:cut]) if split == "train" else (images[cut:], labels[cut:])
+
+
+IMAGE_SOURCES = {"fashion-mnist": load_fashion_mnist, "digits": load_digits}
+
+
+def load_images(name: str, split: Literal["train", "test"]) -> tuple[np.ndarray, np.ndarray]:
+    """A named image source: uint8 ``(N, H, W)`` images and uint8 ``(N,)`` labels."""
+    if name not in IMAGE_SOURCES:
+        raise DataError(f"unknown image source '{name}'; choose from {sorted(IMAGE_SOURCES)}")
+    return IMAGE_SOURCES[name](split)
+
+
+class ImageBatches:
+    """Endless shuffled mini-batches ``(x, y)``: x float32 (B, 1, H, W) in [0, 1], y int64 (B,).
+
+    Each epoch is a fresh permutation drawn from a seeded ``torch.Generator``; the state
+    (the generator before this epoch's draw and the position in it) resumes exactly.
+    Under data parallelism all ranks draw the same permutation and each takes its slice
+    of every global batch, so N processes see what one process with the global batch sees.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if len(images) < batch_size * world_size:
+            raise DataError(f"{len(images)} images cannot fill a global batch of {batch_size * world_size}")
+        self.images = torch.from_numpy(np.ascontiguousarray(images))  # uint8 (N, H, W)
+        self.labels = torch.from_numpy(labels.astype(np.int64))
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self._new_epoch()
+
+    def _new_epoch(self) -> None:
+        self._epoch_state = self.generator.get_state()
+        self.perm = torch.randperm(len(self.images), generator=self.generator)
+        self.pos = 0
+
+    def __iter__(self) -> ImageBatches:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        glob = self.batch_size * self.world_size
+        if self.pos + glob > len(self.perm):  # drop the ragged tail, start a new epoch
+            self._new_epoch()
+        start = self.pos + self.rank * self.batch_size
+        index = self.perm[start : start + self.batch_size]
+        self.pos += glob
+        return to_float(self.images[index]), self.labels[index]
+
+    def state_dict(self) -> dict:
+        return {"generator": self._epoch_state, "pos": self.pos, "global_batch_size": self.batch_size * self.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["global_batch_size"] != self.batch_size * self.world_size:
+            raise DataError("resume with the same global batch size the run was started with")
+        self.generator.set_state(state["generator"])
+        self._new_epoch()
+        self.pos = int(state["pos"])
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W) -> float32 (N, 1, H, W) in [0, 1]."""
+    return images.unsqueeze(1).float().div_(255.0)

@@ -11,10 +11,11 @@ from typing import Any
 import torch.nn as nn
 
 from genlab.core.errors import ConfigError
-from genlab.models import gpt
+from genlab.models import cnn, gpt
 
 FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
     "gpt": (gpt.GPTConfig, gpt.GPT),
+    "cnn": (cnn.CNNConfig, cnn.CNN),
 }
 
 

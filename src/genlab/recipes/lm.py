@@ -7,7 +7,6 @@ The YAML has five sections: ``task: lm``, ``model`` (a preset and field override
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,13 +14,13 @@ import torch
 
 from genlab.core.config import from_dict, load_yaml, merge, save_yaml, to_dict
 from genlab.core.errors import CheckpointError, ConfigError, RunDirError
-from genlab.core.registry import preset
 from genlab.core.seed import seed_everything
 from genlab.data.sources import read_text
 from genlab.data.text import RandomWindows, fixed_batches, split, token_stream
 from genlab.generation.decode import GenerationConfig, generate
-from genlab.models import build_model, config_class, family_of
+from genlab.models import build_model, family_of
 from genlab.objectives.causal_lm import causal_lm_loss, mean_loss
+from genlab.recipes.runs import check_run_dir, create_run_dir, model_config
 from genlab.tokenizers import load_tokenizer, train_tokenizer
 from genlab.training.checkpoint import find_checkpoint, load_weights
 from genlab.training.engine import Phase, TrainConfig, Trainer
@@ -56,46 +55,6 @@ class LMRecipe:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
-
-
-def model_config(section: dict, vocab_size: int | None = None):
-    """``{"preset": "gpt-nano", "n_layer": 6, ...}`` -> a model config (unknown keys are errors)."""
-    section = dict(section)
-    name = section.pop("preset", None)
-    family = section.pop("family", None)
-    if name is not None:
-        base = preset(name)
-        cls = type(base)
-        data = merge(to_dict(base), section)
-    elif family is not None:
-        cls, data = config_class(family), section
-    else:
-        raise ConfigError("the model section needs 'preset' (genlab list shows them) or 'family'")
-    if vocab_size is not None:
-        data["vocab_size"] = vocab_size
-    return from_dict(cls, data, "model")
-
-
-def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to touch an existing run unless told to; changes nothing on disk."""
-    if resume:
-        if not (run_dir / "config.yaml").is_file():
-            raise RunDirError(f"{run_dir} holds no run to resume (no config.yaml): drop --resume to start one")
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunDirError(
-                f"{run_dir} already holds a run: add --resume to continue it, --overwrite to replace it, "
-                "or --out to pick another directory"
-            )
-        if not (run_dir / "config.yaml").is_file():
-            raise RunDirError(f"{run_dir} is not empty and is not a genlab run: refusing to delete it")
-
-
-def create_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    if not resume and overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:

@@ -95,11 +95,13 @@ class Trainer:
         evaluate: Callable[[dict[str, nn.Module]], dict[str, float]] | None = None,
         on_eval: Callable[[int, dict[str, float]], None] | None = None,
         count: Callable[[Any], int] | None = None,
+        unit: str = "tok",
     ):
         self.models, self.optimizers, self.phases = models, optimizers, phases
         self.runtime, self.cfg, self.run_dir = runtime, cfg, run_dir
         self.evaluate_fn, self.on_eval = evaluate, on_eval
         self.count = count or _count_items
+        self.unit = unit  # what `count` counts, for the progress bar (tok, img, ...)
         self.step = 0
         self.elapsed = 0.0  # seconds of training so far, across resumes
         self.best: float = math.inf
@@ -233,7 +235,9 @@ class Trainer:
                     last = {"train_loss": mean, "lr": lr, "items_per_s": rate, "elapsed_s": self.elapsed, **extras}
                     logger.log(self.step, last)
                     self.history.append({"step": self.step, **last})
-                    bar.set_postfix(loss=f"{mean:.4f}", tok_s=f"{rate:,.0f}", lr=f"{lr:.2e}", refresh=False)
+                    bar.set_postfix(
+                        {"loss": f"{mean:.4f}", f"{self.unit}/s": f"{rate:,.0f}", "lr": f"{lr:.2e}"}, refresh=False
+                    )
                     running, n_running, items, t_log = torch.zeros(()), 0, 0, now
                 if c.max_minutes and self.elapsed >= 60 * c.max_minutes:
                     self.stop_reason = f"time limit of {c.max_minutes} min"

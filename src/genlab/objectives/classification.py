@@ -1,0 +1,28 @@
+"""Classification: cross-entropy over K classes and accuracy.
+
+L = -(1/B) sum_b log softmax(f(x_b))[y_b]
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def classification_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    x, y = batch
+    return F.cross_entropy(model(x).float(), y)
+
+
+@torch.no_grad()
+def evaluate_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
+    """Mean loss and accuracy over a whole set, in batches (model in eval mode by the caller)."""
+    device = next(model.parameters()).device
+    loss, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+        logits = model(xb).float()
+        loss += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += int((logits.argmax(-1) == yb).sum())
+    return {"loss": loss / len(x), "accuracy": correct / len(x)}

@@ -1,0 +1,69 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from genlab.core.errors import ConfigError, DataError
+from genlab.data.images import ImageBatches, load_digits
+from genlab.recipes.classify import train
+
+RECIPE = {
+    "task": "classify",
+    "model": {"preset": "cnn-digits"},
+    "data": {"source": "digits", "val_size": 200},
+    "train": {"max_steps": 60, "batch_size": 32, "lr": 3e-3, "warmup_steps": 5, "eval_interval": 30,
+              "progress": False, "tensorboard": False, "grad_clip": 0.0},
+}  # fmt: skip
+
+
+def test_image_batches_cover_an_epoch_and_resume_exactly():
+    images = np.arange(100, dtype=np.uint8).reshape(100, 1, 1).repeat(2, 1).repeat(2, 2)
+    labels = np.arange(100, dtype=np.uint8)
+    it = ImageBatches(images, labels, batch_size=10, seed=3)
+    first = torch.cat([next(it)[1] for _ in range(10)])
+    assert sorted(first.tolist()) == list(range(100))  # one epoch sees every image once
+    x, _ = next(it)
+    assert x.shape == (10, 1, 2, 2) and x.dtype == torch.float32 and float(x.max()) <= 1.0
+    state = it.state_dict()
+    a = [next(it)[1].tolist() for _ in range(12)]  # crosses an epoch boundary
+    it2 = ImageBatches(images, labels, batch_size=10, seed=99)
+    it2.load_state_dict(state)
+    assert [next(it2)[1].tolist() for _ in range(12)] == a
+
+
+def test_two_ranks_split_the_global_batch():
+    images, labels = np.zeros((40, 2, 2), np.uint8), np.arange(40, dtype=np.uint8)
+    one = next(ImageBatches(images, labels, 8, seed=1))[1]
+    r0 = next(ImageBatches(images, labels, 4, seed=1, rank=0, world_size=2))[1]
+    r1 = next(ImageBatches(images, labels, 4, seed=1, rank=1, world_size=2))[1]
+    assert torch.equal(torch.cat([r0, r1]), one)
+    with pytest.raises(DataError):
+        ImageBatches(images[:3], labels[:3], 8)
+
+
+def test_classify_recipe_trains_and_scores_the_test_set(tmp_path):
+    trainer = train(RECIPE, tmp_path / "run")
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["steps"] == 60 and results["test_accuracy"] > 0.6  # chance is 0.1
+    losses = [r["train_loss"] for r in trainer.history if "train_loss" in r]
+    assert losses[-1] < losses[0]
+    assert len(load_digits("test")[0]) == 359
+
+
+def test_classify_recipe_resumes_exactly(tmp_path):
+    train(RECIPE, tmp_path / "a")
+    half = {**RECIPE, "train": {**RECIPE["train"], "max_steps": 30, "decay_steps": 60}}
+    train(half, tmp_path / "b")
+    full = {**RECIPE, "train": {**RECIPE["train"], "decay_steps": 60}}
+    train(full, tmp_path / "b", resume=True)
+    a = json.loads((tmp_path / "a" / "results.json").read_text())
+    b = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert a["test_accuracy"] == b["test_accuracy"] and a["test_loss"] == pytest.approx(b["test_loss"], abs=1e-7)
+
+
+def test_image_size_mismatch_names_the_fix(tmp_path):
+    bad = {**RECIPE, "model": {"preset": "cnn-fashion"}}
+    with pytest.raises(ConfigError, match="model.image_size=8"):
+        train(bad, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
