@@ -37,6 +37,7 @@ def no_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources, "FORTUNES_DIR", empty / "fortunes")
     monkeypatch.setattr(sources, "FASHION_MNIST_SYSTEM_DIR", empty / "fashion-mnist")
     monkeypatch.setattr(sources, "BIBLE_COMMAND", "genlab-test-no-such-bible")
+    monkeypatch.setattr(sources, "SKLEARN_DATA_DIR", empty / "sklearn")
 
 
 # ------------------------------------------------------------------------------ read_text

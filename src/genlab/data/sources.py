@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
@@ -383,6 +384,23 @@ def _fashion_download() -> Path:
     return folder
 
 
+def _sklearn_data_dir() -> Path | None:
+    """scikit-learn's bundled data folder, found without importing sklearn."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+
+
+#: scikit-learn's bundled datasets (digits.csv.gz lives here).
+SKLEARN_DATA_DIR = _sklearn_data_dir()
+
+
+def _digits_system() -> Path | None:
+    folder = SKLEARN_DATA_DIR
+    return folder if folder is not None and (folder / "digits.csv.gz").is_file() else None
+
+
 # ------------------------------------------------------------------------------------------
 # The registry.
 
@@ -438,6 +456,13 @@ SOURCES: dict[str, Source] = {
             local=_fashion_local,
             system=_fashion_system,
             download=_fashion_download,
+        ),
+        Source(
+            name="digits",
+            kind="images",
+            description="1,797 8x8 handwritten digits bundled with scikit-learn (tiny tests)",
+            install_hint="install with: pip install scikit-learn",
+            system=_digits_system,
         ),
     ]
 }
