@@ -11,11 +11,13 @@ from typing import Any
 import torch.nn as nn
 
 from genlab.core.errors import ConfigError
-from genlab.models import cnn, gpt
+from genlab.models import cnn, gan, gpt, vae
 
 FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
     "gpt": (gpt.GPTConfig, gpt.GPT),
     "cnn": (cnn.CNNConfig, cnn.CNN),
+    "gan": (gan.GANConfig, gan.GAN),
+    "vae": (vae.VAEConfig, vae.VAE),
 }
 
 
