@@ -84,12 +84,25 @@ def sample(
     cache: Annotated[bool, typer.Option(help="Use the KV cache (--no-cache recomputes everything).")] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1337,
     checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
+    grid: Annotated[
+        Path | None, typer.Option(help="VAE and GAN runs: write a PNG grid of --num-samples images (default 64).")
+    ] = None,
 ) -> None:
-    """Generate text from a trained run: sampling controls, beam search, stop strings, streaming."""
+    """Generate from a trained run: text (sampling controls, beams, stop strings, streaming) or image grids."""
+    from genlab.core.config import load_yaml
     from genlab.generation.decode import GenerationConfig, generate
     from genlab.generation.decode import stream as stream_text
     from genlab.recipes.lm import load_run
 
+    task = load_yaml(run_dir / "config.yaml").get("task", "lm") if (run_dir / "config.yaml").is_file() else None
+    if grid is not None or task in ("vae", "gan"):
+        from genlab.recipes.generative import sample_grid
+
+        if grid is None:
+            raise GenlabError(f"{run_dir} is a {task} run: write images with --grid out.png")
+        path = sample_grid(run_dir, grid, n=num_samples if num_samples > 1 else 64, seed=seed, which=checkpoint)
+        typer.echo(f"wrote {path}")
+        return
     model, tok, recipe = load_run(run_dir, checkpoint)
     text = recipe.sample.prompt if prompt is None else prompt
     cfg = GenerationConfig(

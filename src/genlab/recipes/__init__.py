@@ -33,9 +33,9 @@ def load_recipe(name: str) -> dict:
 
 
 def run_task(recipe: dict, **kwargs) -> object:
-    from genlab.recipes import classify, lm
+    from genlab.recipes import classify, generative, lm
 
-    tasks = {"lm": lm.train, "classify": classify.train}
+    tasks = {"lm": lm.train, "classify": classify.train, "vae": generative.train_vae, "gan": generative.train_gan}
     task = recipe.get("task", "lm")
     if task not in tasks:
         raise ConfigError(f"unknown task '{task}'; choose from {sorted(tasks)}")

@@ -96,12 +96,14 @@ class Trainer:
         on_eval: Callable[[int, dict[str, float]], None] | None = None,
         count: Callable[[Any], int] | None = None,
         unit: str = "tok",
+        after_step: Callable[[int], None] | None = None,
     ):
         self.models, self.optimizers, self.phases = models, optimizers, phases
         self.runtime, self.cfg, self.run_dir = runtime, cfg, run_dir
         self.evaluate_fn, self.on_eval = evaluate, on_eval
         self.count = count or _count_items
         self.unit = unit  # what `count` counts, for the progress bar (tok, img, ...)
+        self.after_step = after_step  # called with the step number after every optimizer step (e.g. an EMA)
         self.step = 0
         self.elapsed = 0.0  # seconds of training so far, across resumes
         self.best: float = math.inf
@@ -189,6 +191,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
             opt.step()
         self.step += 1
+        if self.after_step is not None:
+            self.after_step(self.step)
         return total, extras, sum(self.count(b) for b in batches) * self.runtime.world_size
 
     @torch.no_grad()
@@ -198,11 +202,20 @@ class Trainer:
         for m in self.models.values():
             m.eval()
         try:
-            with self.runtime.autocast():
+            with self._own_rng(), self.runtime.autocast():
                 return self.evaluate_fn(self.models)
         finally:
             for m in self.models.values():
                 m.train()
+
+    @contextlib.contextmanager
+    def _own_rng(self):
+        """Evaluation and callbacks draw from a forked, fixed-seed RNG: they see the same noise at
+        every evaluation, and training's random stream is the same however often they run."""
+        devices = [self.runtime.device] if self.runtime.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.cfg.seed)
+            yield
 
     def fit(self, data: Iterator) -> dict[str, float]:
         """Train until max_steps, the target, the time limit or Ctrl-C. Returns the last metrics."""
@@ -272,7 +285,8 @@ class Trainer:
                 shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                 bar.write(f"step {self.step:>6}  {shown}  ({self.elapsed:.1f}s)")
         if self.on_eval is not None and self.runtime.is_main:
-            self.on_eval(self.step, metrics)
+            with self._own_rng():
+                self.on_eval(self.step, metrics)
         if value is not None and c.target and value <= c.target and self.stop_reason is None:
             self.stop_reason = f"reached {c.best_metric} <= {c.target}"
         self.save(data, pointers, metrics)
