@@ -154,6 +154,25 @@ def sample(
 
 
 @app.command()
+def score(
+    run_dir: Annotated[Path, typer.Argument(help="A VAE or GAN run directory.")],
+    classifier: Annotated[Path, typer.Option(help="A classifier run (genlab train cnn/fashion) for the features.")],
+    n: Annotated[int, typer.Option(help="Number of samples (and of real images for the floor).")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed of the samples.")] = 0,
+    checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
+) -> None:
+    """Sample quality as JSON: FID-FMNIST (the Fréchet distance in genlab's own Fashion-MNIST classifier's
+    features, not Inception's), its train-vs-test floor, and an Inception-style score."""
+    import json
+
+    from genlab.recipes.generative import score_samples
+
+    if n < 2:
+        raise GenlabError(f"--n must be at least 2, got {n}")
+    typer.echo(json.dumps(score_samples(run_dir, classifier, n, seed, checkpoint)))
+
+
+@app.command()
 def params(
     name: Annotated[str, typer.Argument(help="A preset name (see 'genlab list').")],
     overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, e.g. n_layer=6.")] = None,

@@ -71,3 +71,13 @@ def test_wrong_image_shape_or_channels_is_a_clear_error():
         model(torch.rand(2, 1, 32, 32))
     with pytest.raises(ValueError, match="arch"):
         CNNConfig(arch="alexnet9")
+
+
+@pytest.mark.parametrize("name", CNN_PRESETS)
+def test_embed_is_the_input_of_the_last_layer(name):
+    cfg = preset(name)
+    model = build_model(cfg).eval()
+    x = torch.rand(4, 1, cfg.image_size, cfg.image_size)
+    e = model.embed(x)
+    assert e.dim() == 2 and e.size(0) == 4
+    torch.testing.assert_close(model.head[-1](e), model(x))

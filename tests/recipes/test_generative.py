@@ -86,3 +86,21 @@ def test_wrong_family_or_image_size(tmp_path):
     with pytest.raises(ConfigError, match="model.image_size=8"):
         train_vae(bad, tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_score_cli_gives_fid_and_inception_score(tmp_path, capsys):
+    import json
+
+    from genlab.recipes.classify import train as train_classifier
+
+    clf = load_recipe("cnn/digits")
+    clf["train"].update({"max_steps": 30, "eval_interval": 30, "progress": False, "tensorboard": False})
+    train_classifier(clf, tmp_path / "clf")
+    train_vae(recipe("vae/digits", 10), tmp_path / "vae")
+    capsys.readouterr()  # drop the training logs
+    code, out, err = genlab("score", tmp_path / "vae", "--classifier", tmp_path / "clf", "--n", "300", capsys=capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["samples"] == 300 and result["fid_fmnist"] > result["fid_fmnist_floor_train_vs_test"] >= 0
+    assert 1.0 <= result["inception_score"] <= 10.0
+    one_line_error(capsys, "score", tmp_path / "vae", "--classifier", tmp_path / "vae", match="not a classifier")

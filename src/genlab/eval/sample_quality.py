@@ -18,6 +18,7 @@ confidently one class and the classes are varied (at most the number of classes)
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -35,10 +36,12 @@ def feature_stats(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.n
 
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
     """Squared Fréchet distance between N(mu1, cov1) and N(mu2, cov2)."""
-    covmean = linalg.sqrtm(cov1 @ cov2)
-    if not np.isfinite(covmean).all():  # singular product: nudge both covariances
-        eps = 1e-6 * np.eye(len(cov1))
-        covmean = linalg.sqrtm((cov1 + eps) @ (cov2 + eps))
+    with warnings.catch_warnings():  # features with dead (always-zero) units give singular covariances
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(cov1 @ cov2)
+        if not np.isfinite(covmean).all():  # nudge both covariances off singularity
+            eps = 1e-6 * np.eye(len(cov1))
+            covmean = linalg.sqrtm((cov1 + eps) @ (cov2 + eps))
     covmean = covmean.real  # numerical noise can leave tiny imaginary parts
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * np.trace(covmean))

@@ -125,6 +125,15 @@ class CNN(nn.Module):
         return self.head(x)
 
     @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of the final linear layer, (B, D): the feature space of FID-FMNIST."""
+        self._check(x)
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head[:-1](x).flatten(1)
+
+    @torch.no_grad()
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The output of the stem and of every stage, (B, C_s, H_s, W_s), and the logits."""
         self._check(x)

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
-from genlab.core.config import from_dict, merge, save_yaml, to_dict
-from genlab.core.errors import ConfigError
+from genlab.core.config import from_dict, load_yaml, merge, save_yaml, to_dict
+from genlab.core.errors import ConfigError, RunDirError
 from genlab.core.seed import seed_everything
 from genlab.data.images import ImageBatches, load_images, to_float
 from genlab.models import build_model, family_of
@@ -85,9 +86,7 @@ def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = F
     )
     trainer.fit(data)
     if rt.is_main and trainer.stop_reason != "interrupted":
-        best = build_model(cfg)
-        load_weights(best, find_checkpoint(run_dir / "checkpoints", "best") / "model.safetensors")
-        best.eval()
+        best = load_classifier(run_dir)
         test = evaluate_classifier(
             best, to_float(torch.from_numpy(test_images)), torch.from_numpy(test_labels.astype("int64"))
         )
@@ -97,3 +96,16 @@ def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = F
         log(f"test accuracy {test['accuracy']:.4f} (best checkpoint) after {trainer.elapsed:.0f}s of training")
     rt.close()
     return trainer
+
+
+def load_classifier(run_dir: Path, which: str = "best") -> nn.Module:
+    """The trained classifier of a ``classify`` run, in eval mode."""
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise RunDirError(f"{run_dir} is not a genlab run directory (no config.yaml)")
+    recipe = load_yaml(config_path)
+    if recipe.get("task") != "classify":
+        raise ConfigError(f"{run_dir} is a '{recipe.get('task', 'lm')}' run, not a classifier (train one: cnn/fashion)")
+    model = build_model(model_config(recipe["model"]))
+    load_weights(model, find_checkpoint(run_dir / "checkpoints", which) / "model.safetensors")
+    return model.eval()

@@ -191,3 +191,34 @@ def sample_grid(run_dir: Path, out: Path, n: int = 64, seed: int = 0, which: str
     model, _ = load_generative(run_dir, which)
     labels = _grid_labels(model.config, n)
     return save_grid(model.sample(n, labels, generator=torch.Generator().manual_seed(seed)), out)
+
+
+@torch.no_grad()
+def score_samples(run_dir: Path, classifier_dir: Path, n: int = 10_000, seed: int = 0, which: str = "best") -> dict:
+    """FID-FMNIST and Inception-style score of ``n`` samples of a VAE/GAN run, in the feature
+    space of a genlab classifier run; plus the same distance between ``n`` real training and
+    the real test images (the floor a perfect generator would reach at this sample size)."""
+    from genlab.eval.sample_quality import extract, feature_stats, frechet_distance, inception_score
+    from genlab.recipes.classify import load_classifier
+
+    model, recipe = load_generative(run_dir, which)
+    clf = load_classifier(classifier_dir)
+    source = recipe["data"]["source"]
+    train_images, _ = load_images(source, "train")
+    test_images, _ = load_images(source, "test")
+    gen = torch.Generator().manual_seed(seed)
+    fake = torch.cat([model.sample(min(500, n - i), _grid_labels(model.config, min(500, n - i)), generator=gen)
+                      for i in range(0, n, 500)])  # fmt: skip
+    test = to_float(torch.from_numpy(test_images[:n]))
+    idx = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))[:n].numpy()
+    train = to_float(torch.from_numpy(train_images[idx]))
+    stats_test = feature_stats(extract(clf.embed, test))
+    return {
+        "samples": n,
+        "fid_fmnist": round(frechet_distance(*feature_stats(extract(clf.embed, fake)), *stats_test), 3),
+        "fid_fmnist_floor_train_vs_test": round(
+            frechet_distance(*feature_stats(extract(clf.embed, train)), *stats_test), 3
+        ),
+        "inception_score": round(inception_score(extract(lambda x: clf(x).softmax(-1), fake)), 3),
+        "inception_score_real_test": round(inception_score(extract(lambda x: clf(x).softmax(-1), test)), 3),
+    }
