@@ -13,13 +13,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from genlab.core.config import from_dict, load_yaml, merge, save_yaml, to_dict
-from genlab.core.errors import ConfigError, RunDirError
+from genlab.core.config import from_dict, merge, save_yaml, to_dict
+from genlab.core.errors import ConfigError
 from genlab.core.seed import seed_everything
 from genlab.data.images import ImageBatches, load_images, to_float
 from genlab.models import build_model, family_of
 from genlab.objectives.classification import classification_loss, evaluate_classifier
-from genlab.recipes.runs import check_run_dir, create_run_dir, model_config
+from genlab.recipes.runs import check_run_dir, create_run_dir, model_config, read_run_config
 from genlab.training.checkpoint import find_checkpoint, load_weights
 from genlab.training.engine import Phase, TrainConfig, Trainer
 from genlab.training.optim import adamw
@@ -100,10 +100,7 @@ def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = F
 
 def load_classifier(run_dir: Path, which: str = "best") -> nn.Module:
     """The trained classifier of a ``classify`` run, in eval mode."""
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise RunDirError(f"{run_dir} is not a genlab run directory (no config.yaml)")
-    recipe = load_yaml(config_path)
+    recipe = read_run_config(run_dir)
     if recipe.get("task") != "classify":
         raise ConfigError(f"{run_dir} is a '{recipe.get('task', 'lm')}' run, not a classifier (train one: cnn/fashion)")
     model = build_model(model_config(recipe["model"]))

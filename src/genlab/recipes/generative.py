@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from genlab.core.config import from_dict, load_yaml, merge, save_yaml, to_dict
-from genlab.core.errors import ConfigError, RunDirError
+from genlab.core.config import from_dict, merge, save_yaml, to_dict
+from genlab.core.errors import ConfigError
 from genlab.core.seed import seed_everything
 from genlab.data.images import ImageBatches, load_images, to_float
 from genlab.models import build_model, family_of
@@ -25,7 +25,7 @@ from genlab.models.vae import VAE
 from genlab.objectives.adversarial import discriminator_step, generator_step
 from genlab.objectives.elbo import kl_warmup, negative_elbo, vae_loss
 from genlab.recipes.grid import save_grid
-from genlab.recipes.runs import check_run_dir, create_run_dir, model_config
+from genlab.recipes.runs import check_run_dir, create_run_dir, model_config, read_run_config
 from genlab.training.checkpoint import find_checkpoint, load_weights
 from genlab.training.engine import Phase, TrainConfig, Trainer
 from genlab.training.optim import adamw
@@ -168,10 +168,7 @@ def _grid_path(run_dir: Path, step: int) -> Path:
 
 def load_generative(run_dir: Path, which: str = "best") -> tuple[nn.Module, dict]:
     """The trained VAE or GAN of a run directory, in eval mode, and its resolved recipe."""
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise RunDirError(f"{run_dir} is not a genlab run directory (no config.yaml)")
-    recipe = load_yaml(config_path)
+    recipe = read_run_config(run_dir)
     if recipe.get("task") not in ("vae", "gan"):
         raise ConfigError(f"{run_dir} is a '{recipe.get('task', 'lm')}' run: --grid works for VAE and GAN runs")
     model = build_model(model_config(recipe["model"]))

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import torch
 
-from genlab.core.config import from_dict, load_yaml, merge, save_yaml, to_dict
-from genlab.core.errors import CheckpointError, ConfigError, RunDirError
+from genlab.core.config import from_dict, merge, save_yaml, to_dict
+from genlab.core.errors import CheckpointError, ConfigError
 from genlab.core.seed import seed_everything
 from genlab.data.sources import read_text
 from genlab.data.text import RandomWindows, fixed_batches, split, token_stream
 from genlab.generation.decode import GenerationConfig, generate
 from genlab.models import build_model, family_of
 from genlab.objectives.causal_lm import causal_lm_loss, mean_loss
-from genlab.recipes.runs import check_run_dir, create_run_dir, model_config
+from genlab.recipes.runs import check_run_dir, create_run_dir, model_config, read_run_config
 from genlab.tokenizers import load_tokenizer, train_tokenizer
 from genlab.training.checkpoint import find_checkpoint, load_weights
 from genlab.training.engine import Phase, TrainConfig, Trainer
@@ -146,10 +146,7 @@ def sample_texts(model, tok, s: SampleConfig, block_size: int, **override) -> li
 def load_run(run_dir: Path, which: str = "best"):
     """(model, tokenizer, recipe) of a finished or running run directory."""
 
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise RunDirError(f"{run_dir} is not a genlab run directory (no config.yaml)")
-    r: LMRecipe = from_dict(LMRecipe, load_yaml(config_path))
+    r: LMRecipe = from_dict(LMRecipe, read_run_config(run_dir))
     tok = load_tokenizer(run_dir)
     cfg = model_config(r.model)
     if cfg.vocab_size != tok.vocab_size:

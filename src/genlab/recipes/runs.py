@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from genlab.core.config import from_dict, merge, to_dict
+from genlab.core.config import from_dict, load_yaml, merge, to_dict
 from genlab.core.errors import ConfigError, RunDirError
 from genlab.core.registry import preset
 from genlab.models import config_class
@@ -49,3 +49,11 @@ def create_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if not resume and overwrite and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """The resolved recipe a run directory was trained with (its config.yaml)."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} is not a genlab run directory (no config.yaml)")
+    return load_yaml(path)
