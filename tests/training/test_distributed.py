@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -25,13 +26,16 @@ def _losses(run_dir):
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 def test_two_processes_match_one_at_the_same_global_batch(tiny_text, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29533"}
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = tiny_recipe(tiny_text, max_steps=12, batch_size=8, eval_interval=6)
     two = tiny_recipe(tiny_text, max_steps=12, batch_size=4, eval_interval=6)  # per process: 2 x 4 = 8
     for name, recipe in (("one", one), ("two", two)):
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
     _run([sys.executable, "-m", "genlab", "train", str(tmp_path / "one.yaml"), "--out", str(tmp_path / "one")], env)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
     _run([*torchrun, "-m", "genlab", "train", str(tmp_path / "two.yaml"), "--out", str(tmp_path / "two")], env)
     train1, val1 = _losses(tmp_path / "one")
     train2, val2 = _losses(tmp_path / "two")

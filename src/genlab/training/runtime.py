@@ -120,7 +120,10 @@ class Runtime:
             dist.barrier()
 
     def close(self) -> None:
+        """Leave the process group together: a rank that tears down its connections while
+        another is still writing its last checkpoint can abort in the transport's threads."""
         if self.distributed and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
     def describe(self) -> str:
