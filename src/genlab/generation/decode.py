@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -90,7 +90,6 @@ class _Step:
     tokens: torch.Tensor  # (B,)
     logprobs: torch.Tensor | None = None  # (B,)
     top: tuple[torch.Tensor, torch.Tensor] | None = None  # values, ids: (B, k)
-    done: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))  # (B,) after this step
 
 
 # --- preparing prompts --------------------------------------------------------------------
@@ -208,7 +207,7 @@ def sample_tokens(model: nn.Module, prompts: list[list[int]], cfg: GenerationCon
     ids, mask = left_pad(prompts)
     ids, mask = _expand(ids, mask, cfg.num_return_sequences)
     runner = _Runner(model, ids, mask, cfg)
-    B, V = ids.size(0), None
+    B = ids.size(0)
     device = runner.device
     gen = torch.Generator(device=device)
     if cfg.seed is not None:
@@ -216,19 +215,21 @@ def sample_tokens(model: nn.Module, prompts: list[list[int]], cfg: GenerationCon
     else:
         gen.seed()
     done = torch.zeros(B, dtype=torch.bool, device=device)
-    counts = seen = None
+    penalties = cfg.repetition_penalty != 1.0 or cfg.frequency_penalty != 0.0 or cfg.presence_penalty != 0.0
+    counts = seen = None  # (B, V) token counts of the generation / tokens in the context, for penalties only
     for _ in range(cfg.max_new_tokens):
         logits = runner.next_logits().float()  # (B, V)
-        if V is None:
-            V = logits.size(-1)
+        V = logits.size(-1)
+        if penalties and seen is None:
             counts = torch.zeros(B, V, device=device)
             seen = torch.zeros(B, V, dtype=torch.bool, device=device)
             real = runner.ids[:, : runner.length]
             weights = runner.mask[:, : runner.length] if runner.mask is not None else torch.ones_like(real)
             seen.scatter_(1, real, weights.bool())
         z = P.ban(logits, cfg.banned_tokens)
-        z = P.repetition_penalty(z, seen, cfg.repetition_penalty)
-        z = P.frequency_presence_penalty(z, counts, cfg.frequency_penalty, cfg.presence_penalty)
+        if penalties:
+            z = P.repetition_penalty(z, seen, cfg.repetition_penalty)
+            z = P.frequency_presence_penalty(z, counts, cfg.frequency_penalty, cfg.presence_penalty)
         tokens = P.sample_next(z, cfg.temperature, cfg.top_k, cfg.top_p, gen, cfg.min_p)
         if cfg.eos_id is not None:
             tokens = torch.where(done, torch.full_like(tokens, cfg.eos_id), tokens)
@@ -238,11 +239,11 @@ def sample_tokens(model: nn.Module, prompts: list[list[int]], cfg: GenerationCon
             out.logprobs = logp.gather(1, tokens[:, None]).squeeze(1)
             if cfg.top_logprobs:
                 out.top = torch.topk(logp, min(cfg.top_logprobs, V), dim=-1)
-        counts.scatter_add_(1, tokens[:, None], torch.ones(B, 1, device=device))
-        seen.scatter_(1, tokens[:, None], True)
+        if penalties:
+            counts.scatter_add_(1, tokens[:, None], torch.ones(B, 1, device=device))
+            seen.scatter_(1, tokens[:, None], True)
         if cfg.eos_id is not None:
             done = done | (tokens == cfg.eos_id)
-        out.done = done.clone()
         yield out
         runner.push(tokens)
         if bool(done.all()):
@@ -449,7 +450,7 @@ def stream(
     if cfg.num_beams > 1:
         raise ConfigError("streaming works with greedy or sampled decoding, not beam search")
     tracker = TextTracker(decode, cfg.stop)
-    for step in sample_tokens(model, [prompt], _single(cfg)):
+    for step in sample_tokens(model, [prompt], replace(cfg, num_return_sequences=1)):
         token = int(step.tokens[0])
         if cfg.eos_id is not None and token == cfg.eos_id:
             break
@@ -461,12 +462,6 @@ def stream(
     rest = tracker.finish()
     if rest:
         yield rest
-
-
-def _single(cfg: GenerationConfig) -> GenerationConfig:
-    from dataclasses import replace
-
-    return replace(cfg, num_return_sequences=1)
 
 
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:

@@ -63,12 +63,8 @@ def unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def optimizer_state(opt: torch.optim.Optimizer) -> dict:
-    """Optimizer state with integer keys made strings (JSON) and restored by load."""
-    return opt.state_dict()
-
-
 def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """Load an optimizer state saved through :func:`flatten` (whose integer keys became strings)."""
     state = dict(state)
     state["state"] = {int(k): v for k, v in state["state"].items()}
     opt.load_state_dict(state)
