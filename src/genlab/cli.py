@@ -87,6 +87,13 @@ def sample(
     grid: Annotated[
         Path | None, typer.Option(help="VAE and GAN runs: write a PNG grid of --num-samples images (default 64).")
     ] = None,
+    show: Annotated[
+        str,
+        typer.Option(
+            help="With --grid: samples | reconstructions (VAE) | interpolations (VAE, between test images) "
+            "| manifold (VAE with a 2-d latent)."
+        ),
+    ] = "samples",
 ) -> None:
     """Generate from a trained run: text (sampling controls, beams, stop strings, streaming) or image grids."""
     from genlab.core.config import load_yaml
@@ -96,11 +103,12 @@ def sample(
 
     task = load_yaml(run_dir / "config.yaml").get("task", "lm") if (run_dir / "config.yaml").is_file() else None
     if grid is not None or task in ("vae", "gan"):
-        from genlab.recipes.generative import sample_grid
+        from genlab.recipes.generative import save_view
 
         if grid is None:
             raise GenlabError(f"{run_dir} is a {task} run: write images with --grid out.png")
-        path = sample_grid(run_dir, grid, n=num_samples if num_samples > 1 else 64, seed=seed, which=checkpoint)
+        n = num_samples if num_samples > 1 else 64
+        path = save_view(run_dir, grid, show, n=n, seed=seed, which=checkpoint)
         typer.echo(f"wrote {path}")
         return
     model, tok, recipe = load_run(run_dir, checkpoint)
@@ -170,6 +178,38 @@ def score(
     if n < 2:
         raise GenlabError(f"--n must be at least 2, got {n}")
     typer.echo(json.dumps(score_samples(run_dir, classifier, n, seed, checkpoint)))
+
+
+@app.command()
+def encode(
+    run_dir: Annotated[Path, typer.Argument(help="A VAE run directory.")],
+    output: Annotated[Path, typer.Option(help="latents.npz (latents, logvar, labels) or vectors.tsv for a projector.")],
+    split: Annotated[str, typer.Option(help="Which images: test or train.")] = "test",
+    checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
+) -> None:
+    """Write the latent means of a split's images, with their labels, for the studio or a projector."""
+    import json
+
+    from genlab.recipes.generative import encode_images
+
+    typer.echo(json.dumps(encode_images(run_dir, output, split, checkpoint)))
+
+
+@app.command("eval")
+def eval_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A VAE run directory.")],
+    k: Annotated[int, typer.Option(help="Importance samples of the IWAE NLL estimate.")] = 100,
+    limit: Annotated[int, typer.Option(help="Only the first N test images (0: all).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed of the latent samples.")] = 0,
+    checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
+) -> None:
+    """Test-set metrics as JSON. A VAE: negative ELBO and IWAE NLL in nats per image and, for a run
+    trained without one class (data.exclude_class), the AUROC of detecting that class as anomalies."""
+    import json
+
+    from genlab.recipes.generative import evaluate_vae
+
+    typer.echo(json.dumps(evaluate_vae(run_dir, k, checkpoint, limit, seed)))
 
 
 @app.command()

@@ -114,3 +114,25 @@ def test_real_fashion_mnist_test_split() -> None:
     assert np.bincount(y).tolist() == [1000] * 10
     assert len(FASHION_CLASSES) == 10
     assert 0 < x.mean() < 255
+
+
+def test_select_excludes_a_class_and_keeps_a_stratified_fraction():
+    import numpy as np
+    import pytest
+
+    from genlab.core.errors import DataError
+    from genlab.data.images import select
+
+    labels = np.repeat(np.arange(10), 100).astype(np.uint8)
+    images = np.arange(1000 * 4, dtype=np.uint8).reshape(1000, 2, 2)
+    x, y = select(images, labels, exclude_class=4)
+    assert len(y) == 900 and 4 not in y and np.array_equal(x, images[labels != 4])
+    x, y = select(images, labels, fraction=0.05, seed=1)
+    assert np.array_equal(np.bincount(y), [5] * 10)
+    assert np.array_equal(select(images, labels, fraction=0.05, seed=1)[1], y)  # seeded
+    assert not np.array_equal(select(images, labels, fraction=0.05, seed=2)[0], x)
+    assert np.array_equal(np.bincount(select(images, labels, fraction=0.001)[1]), [1] * 10)  # at least one
+    with pytest.raises(DataError, match="label fraction"):
+        select(images, labels, fraction=0.0)
+    with pytest.raises(DataError, match="exclude_class=10"):
+        select(images, labels, exclude_class=10)

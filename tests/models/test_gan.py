@@ -116,6 +116,8 @@ def test_update_ema_follows_the_decay_formula_exactly():
     assert all(torch.equal(e, torch.full_like(e, 1.75)) for e in ema.parameters())
     assert torch.equal(ema.project[2].running_mean, G.project[2].running_mean)  # buffers are copied
     assert int(gan.ema_updates) == 2
+    gan.update_ema(step=2)  # warm-up: d = min(0.75, 3 / 12) = 0.25 -> 0.25 * 1.75 + 0.75 * 4 = 3.4375
+    assert all(torch.equal(e, torch.full_like(e, 3.4375)) for e in ema.parameters())
     assert set(gan_parts(gan, include_ema=True)) == {"generator", "discriminator", "generator_ema"}
     with pytest.raises(ValueError, match="ema"):
         GAN(GANConfig(**TINY)).update_ema()

@@ -104,3 +104,155 @@ def test_score_cli_gives_fid_and_inception_score(tmp_path, capsys):
     assert result["samples"] == 300 and result["fid_fmnist"] > result["fid_fmnist_floor_train_vs_test"] >= 0
     assert 1.0 <= result["inception_score"] <= 10.0
     one_line_error(capsys, "score", tmp_path / "vae", "--classifier", tmp_path / "vae", match="not a classifier")
+
+
+@pytest.fixture(scope="module")
+def vae_runs(tmp_path_factory):
+    """A plain digits VAE and a conditional one trained without class 3, 30 steps each."""
+    root = tmp_path_factory.mktemp("vaes")
+    train_vae(recipe("vae/digits", 30), root / "vae")
+    r = recipe("vae/digits", 30)
+    r["model"]["n_classes"] = 10
+    r["data"].update({"exclude_class": 3, "val_size": 200})
+    train_vae(r, root / "cvae-no3")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("view", "cols", "rows"),
+    [("samples", 3, 3), ("reconstructions", 8, 4), ("interpolations", 10, 1)],  # 9 samples: 3 x 3; 9 -> 16
+)  # test images: 8 real, their 8 reconstructions, 8 more, theirs; 9 // 10 -> one pair, 10 steps
+def test_every_view_of_a_vae_writes_its_grid(vae_runs, tmp_path, capsys, view, cols, rows):
+    from PIL import Image
+
+    out = tmp_path / f"{view}.png"
+    code, _, err = genlab(
+        "sample", vae_runs / "vae", "--grid", out, "--show", view, "--num-samples", "9", capsys=capsys
+    )
+    assert code == 0, err
+    assert Image.open(out).size == (cols * 10 + 2, rows * 10 + 2)  # 8-px digits, 2-px padding
+
+
+def test_views_that_need_an_encoder_or_a_2d_latent_are_clear_errors(vae_runs, tmp_path, capsys):
+    train_gan(recipe("gan/digits", 2), tmp_path / "gan")
+    one_line_error(capsys, "sample", tmp_path / "gan", "--grid", tmp_path / "x.png", "--show", "reconstructions",
+                   match="needs a VAE run")  # fmt: skip
+    one_line_error(capsys, "sample", vae_runs / "vae", "--grid", tmp_path / "x.png", "--show", "manifold",
+                   match="2-d latent")  # fmt: skip
+    one_line_error(capsys, "sample", vae_runs / "vae", "--grid", tmp_path / "x.png", "--show", "mosaic",
+                   match="unknown view")  # fmt: skip
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_manifold_of_a_2d_vae(tmp_path):
+    from PIL import Image
+
+    from genlab.recipes.generative import save_view
+
+    r = recipe("vae/digits", 4)
+    r["model"]["latent_dim"] = 2
+    train_vae(r, tmp_path / "vae2d")
+    save_view(tmp_path / "vae2d", tmp_path / "m.png", "manifold")
+    assert Image.open(tmp_path / "m.png").size == (15 * 10 + 2, 15 * 10 + 2)
+
+
+def test_encode_writes_latents_with_labels(vae_runs, tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from genlab.data.images import load_images
+
+    code, out, err = genlab("encode", vae_runs / "cvae-no3", "--output", tmp_path / "z.npz", capsys=capsys)
+    assert code == 0, err
+    assert json.loads(out)["latent_dim"] == 8
+    z = np.load(tmp_path / "z.npz")
+    _, labels = load_images("digits", "test")
+    assert z["latents"].shape == (len(labels), 8) and z["latents"].dtype == np.float32
+    assert np.array_equal(z["labels"], labels) and np.isfinite(z["logvar"]).all()
+    code, _, err = genlab("encode", vae_runs / "vae", "--output", tmp_path / "v.tsv", capsys=capsys)
+    assert code == 0, err
+    vectors = np.loadtxt(tmp_path / "v.tsv", delimiter="\t")
+    assert vectors.shape == (len(labels), 8)
+    assert (tmp_path / "v.labels.tsv").read_text().split() == [str(c) for c in labels]
+    one_line_error(capsys, "encode", vae_runs / "vae", "--output", tmp_path / "z.npz", match="exists")
+    one_line_error(capsys, "encode", vae_runs / "vae", "--output", tmp_path / "z.csv", match=".npz or .tsv")
+
+
+def test_eval_reports_likelihoods_and_the_held_out_class_auroc(vae_runs, capsys):
+    import json
+
+    from genlab.data.images import load_images
+
+    code, out, err = genlab("eval", vae_runs / "cvae-no3", "--k", "20", capsys=capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    _, labels = load_images("digits", "test")
+    assert result["test_images"] == int((labels != 3).sum()) and result["held_out_class"] == 3
+    # the importance-weighted bound is tighter than the ELBO, on average
+    assert 0 < result["test_iwae_nll"] < result["test_nelbo"]
+    assert 0.0 <= result["auroc_nelbo"] <= 1.0 and 0.0 <= result["auroc_iwae_nll"] <= 1.0
+    code, out, _ = genlab("eval", vae_runs / "vae", "--k", "5", "--limit", "50", capsys=capsys)
+    assert code == 0 and "held_out_class" not in json.loads(out) and json.loads(out)["test_images"] == 50
+
+
+def test_exclude_class_removes_it_from_training(tmp_path, monkeypatch):
+    import genlab.recipes.generative as generative
+
+    seen = []
+    original = generative.ImageBatches
+
+    def spy(images, labels, *args):
+        seen.append(labels)
+        return original(images, labels, *args)
+
+    monkeypatch.setattr(generative, "ImageBatches", spy)
+    r = recipe("vae/digits", 2)
+    r["data"]["exclude_class"] = 5
+    train_vae(r, tmp_path / "run")
+    assert 5 not in set(seen[0].tolist()) and len(set(seen[0].tolist())) == 9
+    r["data"]["exclude_class"] = 12
+    with pytest.raises(Exception, match="exclude_class=12"):
+        train_vae(r, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_classifier_augmented_with_a_conditional_vae(vae_runs, tmp_path, monkeypatch):
+    import genlab.recipes.classify as classify
+
+    sizes = []
+    original = classify.ImageBatches
+    monkeypatch.setattr(classify, "ImageBatches", lambda x, y, *a: sizes.append((len(x), y)) or original(x, y, *a))
+    clf = load_recipe("cnn/digits")
+    clf["train"].update({"max_steps": 4, "eval_interval": 4, "progress": False, "tensorboard": False,
+                         "batch_size": 16})  # fmt: skip
+    clf["data"].update({"label_fraction": 0.1, "augment_run": str(vae_runs / "cvae-no3"), "augment_per_class": 7})
+    classify.train(clf, tmp_path / "clf")
+    real = sizes[0][0] - 70
+    assert 0 < real < 160 and (sizes[0][1][-70:] == __import__("numpy").repeat(range(10), 7)).all()
+    clf["data"]["augment_run"] = str(vae_runs / "vae")
+    with pytest.raises(ConfigError, match="unconditional"):
+        classify.train(clf, tmp_path / "clf2")
+
+
+def test_nan_loss_stops_a_gan_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    import genlab.recipes.generative as generative
+    from genlab.training.checkpoint import find_checkpoint
+
+    real_step, calls = generative.generator_step, []
+
+    def poisoned(models, batch, **kw):  # from step 7 on, G's loss is NaN
+        calls.append(1)
+        loss, metrics = real_step(models, batch, **kw)
+        return (loss * float("nan") if len(calls) >= 7 else loss), metrics
+
+    monkeypatch.setattr(generative, "generator_step", poisoned)
+    r = recipe("gan/digits", 20, log_interval=2, eval_interval=4)
+    (tmp_path / "gan.yaml").write_text(yaml.safe_dump(r))
+    line = one_line_error(capsys, "train", tmp_path / "gan.yaml", "--out", tmp_path / "run", match="by step 8")
+    assert "last good checkpoint" in line
+    assert find_checkpoint(tmp_path / "run" / "checkpoints", "last").name.startswith("step-00000004")
+    gan, _ = load_generative(tmp_path / "run", "last")
+    assert all(torch.isfinite(p).all() for p in gan.parameters())

@@ -159,6 +159,34 @@ def load_images(name: str, split: Literal["train", "test"]) -> tuple[np.ndarray,
     return IMAGE_SOURCES[name](split)
 
 
+def select(
+    images: np.ndarray,
+    labels: np.ndarray,
+    exclude_class: int = -1,
+    fraction: float = 1.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A subset of a labelled split: without class ``exclude_class`` (-1 keeps all; anomaly
+    detection trains on the other classes) and, for ``fraction`` < 1, a stratified sample of that
+    fraction of each class (at least one image per class), drawn with ``seed``, in the original order.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise DataError(f"label fraction {fraction} must be in (0, 1]")
+    classes = np.unique(labels)
+    if exclude_class != -1 and exclude_class not in classes:
+        raise DataError(f"exclude_class={exclude_class} is not one of the classes {classes.tolist()}")
+    keep = labels != exclude_class
+    if fraction < 1.0:
+        rng = np.random.default_rng(seed)
+        chosen = np.zeros(len(labels), dtype=bool)
+        for c in classes[classes != exclude_class]:
+            members = np.flatnonzero(labels == c)
+            n = max(1, round(fraction * len(members)))
+            chosen[rng.choice(members, size=n, replace=False)] = True
+        keep &= chosen
+    return images[keep], labels[keep]
+
+
 class ImageBatches:
     """Endless shuffled mini-batches ``(x, y)``: x float32 (B, 1, H, W) in [0, 1], y int64 (B,).
 

@@ -59,6 +59,7 @@ class GANConfig:
     batch_norm_d: bool = True  # batch norm in D (ignored under spectral_norm; off for WGAN-GP)
     batch_norm_g: bool = True
     ema: float = 0.0  # decay of the EMA of G's weights; 0 disables
+    ema_warmup: int = 10  # at step t the decay is min(ema, (1 + t) / (ema_warmup + t)); 0: always ema
 
     def __post_init__(self):
         if not self.g_widths or not self.d_widths:
@@ -202,11 +203,19 @@ class GAN(nn.Module):
         return self.generator(z, y)
 
     @torch.no_grad()
-    def update_ema(self) -> None:
-        """theta_ema <- d * theta_ema + (1 - d) * theta_G; buffers (batch-norm statistics) are copied."""
+    def update_ema(self, step: int | None = None) -> None:
+        """theta_ema <- d * theta_ema + (1 - d) * theta_G; buffers (batch-norm statistics) are copied.
+
+        Given the training ``step`` t, d = min(ema, (1 + t) / (ema_warmup + t)): early on the average
+        forgets fast, so it does not keep the random initialisation's weight for thousands of steps
+        (0.999 ** 1500 = 0.22 of it after 1500 steps); this is the schedule of TensorFlow's
+        ExponentialMovingAverage with num_updates.
+        """
         if self.generator_ema is None:
             raise ValueError("this GAN keeps no EMA generator (ema=0): build it with ema > 0")
         d = self.config.ema
+        if step is not None and self.config.ema_warmup > 0:
+            d = min(d, (1 + step) / (self.config.ema_warmup + step))
         for e, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
             e.mul_(d).add_(p.detach(), alpha=1.0 - d)
         for e, b in zip(self.generator_ema.buffers(), self.generator.buffers()):

@@ -18,12 +18,12 @@ import torch.nn as nn
 from genlab.core.config import from_dict, merge, save_yaml, to_dict
 from genlab.core.errors import ConfigError
 from genlab.core.seed import seed_everything
-from genlab.data.images import ImageBatches, load_images, to_float
+from genlab.data.images import ImageBatches, load_images, select, to_float
 from genlab.models import build_model, family_of
 from genlab.models.gan import GAN, gan_parts
 from genlab.models.vae import VAE
 from genlab.objectives.adversarial import discriminator_step, generator_step
-from genlab.objectives.elbo import kl_warmup, negative_elbo, vae_loss
+from genlab.objectives.elbo import iwae_nll, kl_warmup, negative_elbo, vae_loss
 from genlab.recipes.grid import save_grid
 from genlab.recipes.runs import check_run_dir, create_run_dir, model_config, read_run_config
 from genlab.training.checkpoint import find_checkpoint, load_weights
@@ -36,6 +36,8 @@ from genlab.training.runtime import Runtime, unwrap
 class GenerativeData:
     source: str = "fashion-mnist"
     val_size: int = 5000  # the last training images, held out (the VAE's validation ELBO)
+    exclude_class: int = -1  # leave this class out of training (anomaly detection); -1 keeps all
+    label_fraction: float = 1.0  # train on this stratified fraction of each class (e.g. 0.01: 1% of the labels)
 
 
 @dataclass
@@ -78,6 +80,11 @@ def _setup(recipe: dict, run_dir: Path, resume: bool, overwrite: bool, family: s
         )
     if not 0 < r.data.val_size < len(images):
         raise ConfigError(f"data.val_size={r.data.val_size} must be between 1 and {len(images) - 1}")
+    n, d = len(images) - r.data.val_size, r.data
+    train_x, train_y = select(images[:n], labels[:n], d.exclude_class, d.label_fraction, r.train.seed)
+    val_x, val_y = select(images[n:], labels[n:], d.exclude_class, d.label_fraction, r.train.seed)
+    data = ImageBatches(train_x, train_y, r.train.batch_size, r.train.seed, rt.rank, rt.world_size)
+    val = (to_float(torch.from_numpy(val_x)), torch.from_numpy(val_y.astype("int64")))
     rt.barrier()
     if rt.is_main:
         create_run_dir(run_dir, resume, overwrite)
@@ -85,9 +92,6 @@ def _setup(recipe: dict, run_dir: Path, resume: bool, overwrite: bool, family: s
             resolved = merge(to_dict(r), {"model": {"family": family_of(cfg), **to_dict(cfg)}})
             save_yaml(resolved, run_dir / "config.yaml")
     seed_everything(r.train.seed)
-    n = len(images) - r.data.val_size
-    data = ImageBatches(images[:n], labels[:n], r.train.batch_size, r.train.seed, rt.rank, rt.world_size)
-    val = (to_float(torch.from_numpy(images[n:])), torch.from_numpy(labels[n:].astype("int64")))
     return r, rt, cfg, data, val
 
 
@@ -146,7 +150,7 @@ def train_gan(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool
 
     trainer = Trainer(
         parts, opts, phases, rt, t, run_dir=run_dir, on_eval=on_eval, count=lambda b: len(b[0]), unit="img",
-        after_step=(lambda step: gan.update_ema()) if cfg.ema else None,
+        after_step=gan.update_ema if cfg.ema else None,
     )  # fmt: skip
     n_params = sum(p.numel() for k, m in parts.items() if k != "generator_ema" for p in m.parameters())
     return _fit(trainer, data, run_dir, resume, rt, f"gan {n_params / 1e6:.2f}M")
@@ -184,12 +188,6 @@ def load_generative(run_dir: Path, which: str = "best") -> tuple[nn.Module, dict
     return model.eval(), recipe
 
 
-def sample_grid(run_dir: Path, out: Path, n: int = 64, seed: int = 0, which: str = "best") -> Path:
-    model, _ = load_generative(run_dir, which)
-    labels = _grid_labels(model.config, n)
-    return save_grid(model.sample(n, labels, generator=torch.Generator().manual_seed(seed)), out)
-
-
 @torch.no_grad()
 def score_samples(run_dir: Path, classifier_dir: Path, n: int = 10_000, seed: int = 0, which: str = "best") -> dict:
     """FID-FMNIST and Inception-style score of ``n`` samples of a VAE/GAN run, in the feature
@@ -219,3 +217,143 @@ def score_samples(run_dir: Path, classifier_dir: Path, n: int = 10_000, seed: in
         "inception_score": round(inception_score(extract(lambda x: clf(x).softmax(-1), fake)), 3),
         "inception_score_real_test": round(inception_score(extract(lambda x: clf(x).softmax(-1), test)), 3),
     }
+
+
+VIEWS = ["samples", "reconstructions", "interpolations", "manifold"]
+
+
+def _test_images(recipe: dict, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n test images (n, 1, H, W) drawn with ``seed``, and their labels."""
+    images, labels = load_images(recipe["data"]["source"], "test")
+    idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n].numpy()
+    return to_float(torch.from_numpy(images[idx])), torch.from_numpy(labels[idx].astype("int64"))
+
+
+def save_view(run_dir: Path, out: Path, view: str = "samples", n: int = 64, seed: int = 0, which: str = "best") -> Path:
+    """A PNG grid of one view of a trained VAE or GAN.
+
+    samples: ``n`` samples (one row per class for conditional models). The rest are VAE only:
+    reconstructions: rows of 8 real test images (``n`` rounded up to whole rows) alternate with
+    their reconstructions;
+    interpolations: each row decodes 10 points on the line between the latent means of two test
+    images (the ends are the two reconstructions); manifold: the decoded 2-d latent plane (15 x 15).
+    """
+    if view not in VIEWS:
+        raise ConfigError(f"unknown view '{view}'; choose from {VIEWS}")
+    model, recipe = load_generative(run_dir, which)
+    if view == "samples":
+        labels = _grid_labels(model.config, n)
+        return save_grid(model.sample(n, labels, generator=torch.Generator().manual_seed(seed)), out)
+    if not isinstance(model, VAE):
+        raise ConfigError(f"--show {view} needs a VAE run; {run_dir} is a GAN (it has no encoder): use --show samples")
+    y_of = (lambda y: y) if model.config.n_classes else (lambda y: None)
+    if view == "manifold":
+        if model.config.latent_dim != 2:
+            raise ConfigError(f"--show manifold needs a 2-d latent (preset vae-fashion-2d); this VAE has "
+                              f"latent_dim={model.config.latent_dim}")  # fmt: skip
+        images = model.manifold(15)
+        return save_grid(images.flatten(0, 1), out, nrow=15)
+    if view == "reconstructions":
+        per_row = 8
+        n = -(-n // per_row) * per_row  # whole rows
+        x, y = _test_images(recipe, n, seed)
+        recon = model.reconstruct(x, y_of(y))
+        rows = [t for i in range(0, n, per_row) for t in (x[i : i + per_row], recon[i : i + per_row])]
+        return save_grid(torch.cat(rows), out, nrow=per_row)
+    pairs = max(1, n // 10)
+    x, y = _test_images(recipe, 2 * pairs, seed)
+    images = model.interpolate(x[:pairs], x[pairs:], 10, y_of(y[:pairs]), y_of(y[pairs:]))
+    return save_grid(images.flatten(0, 1), out, nrow=10)
+
+
+@torch.no_grad()
+def encode_images(run_dir: Path, out: Path, split: str = "test", which: str = "best") -> dict:
+    """The latent means mu(x) of every image of a split under a trained VAE, with their labels, in a
+    ``.npz`` (``latents`` float32 (N, L), ``logvar`` float32 (N, L), ``labels`` int64 (N,)); a path
+    ending in ``.tsv`` writes the TensorBoard projector's pair instead: vectors in ``out`` and the
+    labels in ``out`` with ``.labels.tsv``."""
+    import numpy as np
+
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be train or test, got '{split}'")
+    if out.suffix not in (".npz", ".tsv"):
+        raise ConfigError(f"the output must end in .npz or .tsv, got '{out.name}'")
+    if out.exists():
+        raise ConfigError(f"{out} exists; choose another name (nothing was overwritten)")
+    model, recipe = load_generative(run_dir, which)
+    if not isinstance(model, VAE):
+        raise ConfigError(f"{run_dir} is a GAN run: 'encode' needs a VAE (a GAN has no encoder)")
+    images, labels = load_images(recipe["data"]["source"], split)
+    x = to_float(torch.from_numpy(images))
+    y = torch.from_numpy(labels.astype("int64"))
+    mus, logvars = [], []
+    for i in range(0, len(x), 1000):
+        mu, logvar = model.encode(x[i : i + 1000], y[i : i + 1000] if model.config.n_classes else None)
+        mus.append(mu)
+        logvars.append(logvar)
+    mu, logvar = torch.cat(mus).numpy(), torch.cat(logvars).numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        np.savez(out, latents=mu, logvar=logvar, labels=labels.astype("int64"))
+    else:
+        np.savetxt(out, mu, delimiter="\t", fmt="%.6g")
+        out.with_suffix(".labels.tsv").write_text("".join(f"{int(c)}\n" for c in labels))
+    return {"images": len(mu), "latent_dim": mu.shape[1], "split": split, "output": str(out)}
+
+
+@torch.no_grad()
+def evaluate_vae(run_dir: Path, k: int = 100, which: str = "best", limit: int = 0, seed: int = 0) -> dict:
+    """Test-set likelihood of a VAE run in nats per image: the negative ELBO and the importance-weighted
+    NLL with ``k`` samples (Burda et al. 2015). For a run trained without one class (``data.exclude_class``)
+    the test set is split: the metrics are on the nine trained classes, and the held-out class is scored
+    as anomalies by both quantities (AUROC, anomaly = positive)."""
+    from sklearn.metrics import roc_auc_score
+    from tqdm import tqdm
+
+    if k < 1:
+        raise ConfigError(f"k must be at least 1, got {k}")
+    model, recipe = load_generative(run_dir, which)
+    if not isinstance(model, VAE):
+        raise ConfigError(f"{run_dir} is a GAN run: likelihoods need a VAE")
+    images, labels = load_images(recipe["data"]["source"], "test")
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    x, y = to_float(torch.from_numpy(images)), torch.from_numpy(labels.astype("int64"))
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the single z of the ELBO's reconstruction term
+    nelbo, nll = [], []
+    step = 250
+    for i in tqdm(range(0, len(x), step), desc=f"test likelihood (k={k})", unit="batch", leave=False):
+        yb = y[i : i + step] if model.config.n_classes else None
+        nelbo.append(negative_elbo(model, x[i : i + step], yb))
+        nll.append(iwae_nll(model, x[i : i + step], yb, k=k, generator=gen))
+    nelbo_t, nll_t = torch.cat(nelbo).double(), torch.cat(nll).double()
+    held_out = int(recipe["data"].get("exclude_class", -1))
+    inside = y != held_out
+    result = {
+        "test_images": int(inside.sum()),
+        "test_nelbo": round(nelbo_t[inside].mean().item(), 3),
+        "test_iwae_nll": round(nll_t[inside].mean().item(), 3),
+        "iwae_k": k,
+    }
+    if held_out != -1:
+        is_anomaly = (~inside).numpy()
+        result["held_out_class"] = held_out
+        result["auroc_nelbo"] = round(float(roc_auc_score(is_anomaly, nelbo_t.numpy())), 4)
+        result["auroc_iwae_nll"] = round(float(roc_auc_score(is_anomaly, nll_t.numpy())), 4)
+    return result
+
+
+@torch.no_grad()
+def generate_labelled(run_dir: Path, per_class: int, seed: int = 0) -> tuple:
+    """``per_class`` generated images of every class from a conditional VAE or GAN run: uint8 (N, H, W)
+    images (the same format as the datasets) and uint8 (N,) labels."""
+    model, _ = load_generative(run_dir)
+    K = model.config.n_classes
+    if not K:
+        raise ConfigError(f"{run_dir} is an unconditional model: augmentation needs a conditional VAE or GAN")
+    y = torch.arange(K).repeat_interleave(per_class)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.cat([model.sample(len(y[i : i + 500]), y[i : i + 500], generator=gen) for i in range(0, len(y), 500)])
+    images = (x[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    return images, y.numpy().astype("uint8")
