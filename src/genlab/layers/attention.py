@@ -96,7 +96,10 @@ class MultiHeadAttention(nn.Module):
     """Multi-head self-attention with one fused QKV projection.
 
     ``rotary`` (optional) is applied to q and k after the head split, so any
-    position scheme that acts on queries and keys (RoPE) plugs in here.
+    position scheme that acts on queries and keys (RoPE) plugs in here. ``causal=False``
+    with a padding mask is the bidirectional attention of encoders (BERT). ``dropout``
+    applies to the output projection and, unless ``attn_dropout`` is given, to the
+    attention weights too (BERT configs set the two apart).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         backend: str = "sdpa",
         causal: bool = True,
+        attn_dropout: float | None = None,
     ):
         super().__init__()
         if dim % n_head:
@@ -116,7 +120,7 @@ class MultiHeadAttention(nn.Module):
         self.n_head, self.head_dim = n_head, dim // n_head
         self.qkv = Linear(dim, 3 * dim, bias=bias)
         self.proj = Linear(dim, dim, bias=bias)
-        self.dropout = dropout
+        self.dropout = dropout if attn_dropout is None else attn_dropout  # on the attention weights
         self.resid_dropout = nn.Dropout(dropout)
         self.attend = ATTENTION[backend]
         self.causal = causal

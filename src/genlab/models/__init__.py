@@ -11,10 +11,11 @@ from typing import Any
 import torch.nn as nn
 
 from genlab.core.errors import ConfigError
-from genlab.models import cnn, gan, gpt, vae
+from genlab.models import bert, cnn, gan, gpt, vae
 
 FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
     "gpt": (gpt.GPTConfig, gpt.GPT),
+    "bert": (bert.BertConfig, bert.Bert),
     "cnn": (cnn.CNNConfig, cnn.CNN),
     "gan": (gan.GANConfig, gan.GAN),
     "vae": (vae.VAEConfig, vae.VAE),

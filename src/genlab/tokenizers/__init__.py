@@ -1,14 +1,16 @@
 """Tokenizers: text <-> token ids.
 
-Two kinds, one interface (``encode``, ``encode_np``, ``decode``, ``vocab_size``,
+Three kinds, one interface (``encode``, ``encode_np``, ``decode``, ``vocab_size``,
 ``eos_id``, ``fingerprint()``, ``save(dir)``):
 
 - :class:`CharTokenizer`: one id per character (tiny vocabulary, nothing to learn).
 - :class:`BPETokenizer`: byte-level BPE on Hugging Face ``tokenizers`` (GPT-2 style).
+- :class:`WordPieceTokenizer`: BERT's WordPiece on Hugging Face ``tokenizers``, with padded
+  batches, attention masks and truncation for encoders.
 
-Both save to ``<dir>/tokenizer.json``; :func:`load_tokenizer` tells them apart by the file's
-content (a Hugging Face tokenizer file has a ``"model"`` section, a genlab character file
-has ``"type": "char"``).
+All save to ``<dir>/tokenizer.json``; :func:`load_tokenizer` tells them apart by the file's
+content (a Hugging Face tokenizer file has a ``"model"`` section whose ``"type"`` is
+``"WordPiece"`` or ``"BPE"``, a genlab character file has ``"type": "char"``).
 
 Tier 1: imports only ``genlab.core``, numpy and the ``tokenizers`` library.
 """
@@ -21,12 +23,14 @@ from pathlib import Path
 from genlab.core.errors import ConfigError, TokenizerError
 from genlab.tokenizers.bpe import EOS_TOKEN, BPETokenizer
 from genlab.tokenizers.char import TOKENIZER_FILE, CharTokenizer
+from genlab.tokenizers.wordpiece import WordPieceTokenizer
 
 __all__ = [
     "EOS_TOKEN",
     "TOKENIZER_FILE",
     "BPETokenizer",
     "CharTokenizer",
+    "WordPieceTokenizer",
     "load_tokenizer",
     "train_tokenizer",
 ]
@@ -35,7 +39,7 @@ __all__ = [
 DEFAULT_BPE_VOCAB = 8192
 
 
-def load_tokenizer(directory: str | Path) -> CharTokenizer | BPETokenizer:
+def load_tokenizer(directory: str | Path) -> CharTokenizer | BPETokenizer | WordPieceTokenizer:
     """Load the tokenizer saved in ``directory`` (or the ``tokenizer.json`` path itself)."""
     path = Path(directory)
     if path.is_dir() or path.name != TOKENIZER_FILE:
@@ -55,6 +59,8 @@ def load_tokenizer(directory: str | Path) -> CharTokenizer | BPETokenizer:
         raise TokenizerError(f"{path} is not a tokenizer file (expected a JSON object): save it again")
     if data.get("type") == "char":
         return CharTokenizer.from_dict(data, source=str(path))
+    if isinstance(data.get("model"), dict) and data["model"].get("type") == "WordPiece":
+        return WordPieceTokenizer.from_file(path)
     if "model" in data:
         return BPETokenizer.from_file(path)
     raise TokenizerError(
