@@ -1,0 +1,117 @@
+"""ELECTRA: replaced token detection (Clark et al. 2020, arXiv:2003.10555).
+
+Axes: B batch, T time (tokens), V vocabulary, N masked positions.
+
+A small generator G is trained as a masked LM on x^masked (positions m masked as in
+:func:`genlab.objectives.masked_lm.mask_tokens`). Its samples fill the masked positions to give
+the discriminator's input::
+
+    x^_i ~ p_G(x_i | x^masked)  for i in m,       x^corrupt = REPLACE(x, m, x^)
+
+and the discriminator D predicts, at every (non-padding) position t, whether x^corrupt_t is the
+original token. A sample equal to the original counts as original (target 0), as in the paper::
+
+    target_t = 1[x^corrupt_t != x_t]
+
+    L = L_MLM(x, theta_G) + lambda L_Disc(x, theta_D),   lambda = 50
+
+    L_Disc = -(1/|P|) sum_{t in P} [target_t log D(x^corrupt, t) + (1 - target_t) log(1 - D(x^corrupt, t))]
+
+over the non-padding positions P. Sampling is not differentiable, and ELECTRA does not
+backpropagate the discriminator's loss into the generator through it (it is not a GAN): the
+generator learns from its MLM loss only. The samples here are drawn from detached logits, so
+this holds by construction (shared token embeddings, as ELECTRA uses, still receive both
+gradients, through the two models' forward passes).
+
+The discriminator loss is on every token, not only the 15% masked, which is where ELECTRA's
+sample efficiency comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from genlab.objectives.masked_lm import IGNORE_INDEX, masked_lm_loss
+
+
+@torch.no_grad()
+def replaced_token_detection(
+    gen_logits: torch.Tensor,
+    masked_inputs: torch.Tensor,
+    labels: torch.Tensor,
+    original_ids: torch.Tensor,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generator logits (B, T, V) -> (discriminator inputs (B, T) long, targets (B, T) float 0/1).
+
+    Every labelled position (``labels != -100``) gets a token sampled from softmax(gen_logits / temperature)
+    there, whatever the masking put in it ([MASK], a random token or the original); the other
+    positions keep ``masked_inputs``. targets = 1 where the result differs from ``original_ids``.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature} must be > 0 (1.0 samples from the generator as is)")
+    selected = labels != IGNORE_INDEX  # (B, T)
+    disc_inputs = masked_inputs.clone()
+    if selected.any():
+        probs = (gen_logits[selected].float() / temperature).softmax(-1)  # (N, V)
+        sampled = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (N,)
+        disc_inputs[selected] = sampled.to(disc_inputs.dtype)
+    targets = (disc_inputs != original_ids).float()
+    return disc_inputs, targets
+
+
+def electra_loss(
+    gen_logits: torch.Tensor,
+    labels: torch.Tensor,
+    disc_logits: torch.Tensor,
+    targets: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    disc_weight: float = 50.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """MLM loss of the generator + disc_weight * BCE of the discriminator over non-padding positions.
+
+    gen_logits (B, T, V), labels (B, T) with -100; disc_logits (B, T) or (B, T, 1), targets (B, T);
+    attention_mask (B, T), 1 for real tokens (None: all). metrics: ``gen_loss``, ``disc_loss``,
+    ``gen_accuracy`` (masked positions), ``disc_accuracy`` (logit > 0 vs target, non-padding) and
+    ``replaced_fraction`` (share of non-padding tokens the discriminator sees replaced).
+    """
+    gen_loss, gen_metrics = masked_lm_loss(gen_logits, labels)
+    if disc_logits.dim() == targets.dim() + 1:
+        disc_logits = disc_logits.squeeze(-1)
+    keep = torch.ones_like(targets, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    logits, target = disc_logits[keep].float(), targets[keep].float()  # (P,)
+    disc_loss = F.binary_cross_entropy_with_logits(logits, target)
+    loss = gen_loss + disc_weight * disc_loss
+    metrics = {
+        "gen_loss": gen_loss.item(),
+        "disc_loss": disc_loss.item(),
+        "gen_accuracy": gen_metrics["mlm_accuracy"],
+        "disc_accuracy": ((logits > 0).float() == target).float().mean().item(),
+        "replaced_fraction": target.mean().item(),
+    }
+    return loss, metrics
+
+
+def electra_step(
+    gen: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    disc: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    original_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    disc_weight: float = 50.0,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One ELECTRA loss: gen(inputs, attention_mask) -> logits (B, T, V), sample, disc(x^corrupt, attention_mask)
+    -> logits (B, T). ``inputs, labels`` come from ``mask_tokens(original_ids, ...)``; wrap models in
+    lambdas to fit the call. Returns :func:`electra_loss`."""
+    gen_logits = gen(inputs, attention_mask)
+    disc_inputs, targets = replaced_token_detection(gen_logits, inputs, labels, original_ids, generator, temperature)
+    disc_logits = disc(disc_inputs, attention_mask)
+    return electra_loss(gen_logits, labels, disc_logits, targets, attention_mask, disc_weight)
