@@ -88,22 +88,41 @@ def test_wrong_family_or_image_size(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_score_cli_gives_fid_and_inception_score(tmp_path, capsys):
-    import json
-
+@pytest.fixture(scope="module")
+def digits_classifier(tmp_path_factory):
     from genlab.recipes.classify import train as train_classifier
 
     clf = load_recipe("cnn/digits")
     clf["train"].update({"max_steps": 30, "eval_interval": 30, "progress": False, "tensorboard": False})
-    train_classifier(clf, tmp_path / "clf")
+    path = tmp_path_factory.mktemp("clf") / "clf"
+    train_classifier(clf, path)
+    return path
+
+
+def test_score_cli_gives_fid_and_inception_score(tmp_path, capsys, digits_classifier):
+    import json
+
     train_vae(recipe("vae/digits", 10), tmp_path / "vae")
     capsys.readouterr()  # drop the training logs
-    code, out, err = genlab("score", tmp_path / "vae", "--classifier", tmp_path / "clf", "--n", "300", capsys=capsys)
+    code, out, err = genlab("score", tmp_path / "vae", "--classifier", digits_classifier, "--n", "300", capsys=capsys)
     assert code == 0, err
     result = json.loads(out)
     assert result["samples"] == 300 and result["fid_fmnist"] > result["fid_fmnist_floor_train_vs_test"] >= 0
     assert 1.0 <= result["inception_score"] <= 10.0
     one_line_error(capsys, "score", tmp_path / "vae", "--classifier", tmp_path / "vae", match="not a classifier")
+
+
+def test_fid_during_training_picks_the_gan_checkpoint(tmp_path, digits_classifier):
+    r = recipe("gan/digits", 8, eval_interval=4)
+    r.update({"fid_classifier": str(digits_classifier), "fid_samples": 200})
+    trainer = train_gan(r, tmp_path / "gan")
+    fids = [row["val_fid"] for row in trainer.history if "val_fid" in row]
+    assert len(fids) == 2 and all(f > 0 for f in fids)
+    assert trainer.best == min(fids)  # the best checkpoint is the lowest FID
+    v = recipe("vae/digits", 4, eval_interval=4)
+    v.update({"fid_classifier": str(digits_classifier), "fid_samples": 200})
+    rows = [row for row in train_vae(v, tmp_path / "vae").history if "val_fid" in row]
+    assert len(rows) == 1 and rows[0]["val_loss"] != rows[0]["val_fid"]  # a VAE keeps its -ELBO as val_loss
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,8 @@ class GenerativeRecipe:
     vae: VAEOptions = field(default_factory=VAEOptions)
     gan: GANOptions = field(default_factory=GANOptions)
     grid_size: int = 64  # samples per grid
+    fid_classifier: str = ""  # a classify run: each evaluation also measures FID-FMNIST against the val images
+    fid_samples: int = 2000  # samples per evaluation FID (a GAN's best checkpoint is then the lowest FID)
 
 
 def _setup(recipe: dict, run_dir: Path, resume: bool, overwrite: bool, family: str):
@@ -95,6 +97,27 @@ def _setup(recipe: dict, run_dir: Path, resume: bool, overwrite: bool, family: s
     return r, rt, cfg, data, val
 
 
+def _fid_metric(r: GenerativeRecipe, val_x: torch.Tensor, sample):
+    """FID-FMNIST of ``r.fid_samples`` samples against the validation images, in the features of the
+    classifier run ``r.fid_classifier``; None when none is configured. ``sample(n, generator)`` draws."""
+    if not r.fid_classifier:
+        return None
+    from genlab.eval.sample_quality import extract, feature_stats, frechet_distance
+    from genlab.recipes.classify import load_classifier
+
+    if r.fid_samples < 2:
+        raise ConfigError(f"fid_samples={r.fid_samples} must be at least 2")
+    clf = load_classifier(Path(r.fid_classifier))
+    real = feature_stats(extract(clf.embed, val_x))
+
+    def fid() -> float:
+        gen = torch.Generator().manual_seed(0)
+        fake = torch.cat([sample(min(500, r.fid_samples - i), gen) for i in range(0, r.fid_samples, 500)])
+        return frechet_distance(*feature_stats(extract(clf.embed, fake)), *real)
+
+    return fid
+
+
 def _grid_labels(cfg, n: int) -> torch.Tensor | None:
     """Class-conditional grids: one row per class."""
     return torch.arange(n) % cfg.n_classes if cfg.n_classes else None
@@ -108,13 +131,15 @@ def train_vae(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool
     def loss(models, batch):  # `trainer.step` is the step being taken, also after a resume
         return vae_loss(models["model"], batch, beta=v.beta, kl_weight=kl_warmup(trainer.step, v.kl_warmup_steps))
 
+    fid = _fid_metric(r, val_x, lambda n, gen: unwrap(model).sample(n, _grid_labels(cfg, n), generator=gen))
+
     @torch.no_grad()
     def evaluate(models):
         m = unwrap(models["model"])
         y = val_y if cfg.n_classes else None
         nelbo = torch.cat([negative_elbo(m, val_x[i : i + 1000], None if y is None else y[i : i + 1000])
                            for i in range(0, len(val_x), 1000)])  # fmt: skip
-        return {"val_loss": nelbo.mean().item()}
+        return {"val_loss": nelbo.mean().item(), **({"val_fid": fid()} if fid else {})}
 
     def on_eval(step, metrics):
         m = unwrap(model)
@@ -129,7 +154,7 @@ def train_vae(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool
 
 
 def train_gan(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
-    r, rt, cfg, data, _ = _setup(recipe, run_dir, resume, overwrite, "gan")
+    r, rt, cfg, data, (val_x, _) = _setup(recipe, run_dir, resume, overwrite, "gan")
     gan: GAN = build_model(cfg)
     parts = {k: rt.wrap(m) if k != "generator_ema" else m.to(rt.device) for k, m in gan_parts(gan, True).items()}
     t, g = r.train, r.gan
@@ -148,9 +173,15 @@ def train_gan(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool
         gen = torch.Generator().manual_seed(0)
         save_grid(gan.sample(r.grid_size, _grid_labels(cfg, r.grid_size), generator=gen), _grid_path(run_dir, step))
 
+    fid = _fid_metric(r, val_x, lambda n, gen: gan.sample(n, _grid_labels(cfg, n), generator=gen))
+
+    def evaluate(models):  # a GAN has no likelihood: with a classifier, the best checkpoint is the lowest FID
+        value = fid()
+        return {"val_loss": value, "val_fid": value}
+
     trainer = Trainer(
-        parts, opts, phases, rt, t, run_dir=run_dir, on_eval=on_eval, count=lambda b: len(b[0]), unit="img",
-        after_step=gan.update_ema if cfg.ema else None,
+        parts, opts, phases, rt, t, run_dir=run_dir, evaluate=evaluate if fid else None, on_eval=on_eval,
+        count=lambda b: len(b[0]), unit="img", after_step=gan.update_ema if cfg.ema else None,
     )  # fmt: skip
     n_params = sum(p.numel() for k, m in parts.items() if k != "generator_ema" for p in m.parameters())
     return _fit(trainer, data, run_dir, resume, rt, f"gan {n_params / 1e6:.2f}M")
