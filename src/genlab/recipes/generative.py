@@ -337,9 +337,11 @@ def evaluate_vae(run_dir: Path, k: int = 100, which: str = "best", limit: int = 
     """Test-set likelihood of a VAE run in nats per image: the negative ELBO and the importance-weighted
     NLL with ``k`` samples (Burda et al. 2015). For a run trained without one class (``data.exclude_class``)
     the test set is split: the metrics are on the nine trained classes, and the held-out class is scored
-    as anomalies by both quantities (AUROC, anomaly = positive)."""
-    from sklearn.metrics import roc_auc_score
+    as anomalies (AUROC, anomaly = positive) by each quantity and by the IWAE NLL corrected for input
+    complexity (:mod:`genlab.eval.anomaly`)."""
     from tqdm import tqdm
+
+    from genlab.eval.anomaly import auroc, png_code_length
 
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
@@ -370,8 +372,10 @@ def evaluate_vae(run_dir: Path, k: int = 100, which: str = "best", limit: int = 
     if held_out != -1:
         is_anomaly = (~inside).numpy()
         result["held_out_class"] = held_out
-        result["auroc_nelbo"] = round(float(roc_auc_score(is_anomaly, nelbo_t.numpy())), 4)
-        result["auroc_iwae_nll"] = round(float(roc_auc_score(is_anomaly, nll_t.numpy())), 4)
+        result["auroc_nelbo"] = round(auroc(nelbo_t.numpy(), is_anomaly), 4)
+        result["auroc_iwae_nll"] = round(auroc(nll_t.numpy(), is_anomaly), 4)
+        # Serrà et al. 2020: the IWAE NLL minus the PNG code length (see genlab.eval.anomaly)
+        result["auroc_complexity"] = round(auroc(nll_t.numpy() - png_code_length(images), is_anomaly), 4)
     return result
 
 
