@@ -12,8 +12,10 @@ from genlab.models import build_model, family_of
 from genlab.models.bert import Bert, BertConfig
 from genlab.training.checkpoint import load_weights, model_tensors
 
-SMALL = 20e6  # presets up to this size run at full size; larger ones at 1 layer and a narrow width
-ALL_HEADS = ["mlm", "nsp", "sequence", "token", "qa"]
+SMALL = 6e6  # presets up to this size run at full size; larger ones at 1 layer and a narrow width
+ALL_HEADS = ["mlm", "nsp", "sequence", "token", "qa", "sop", "rtd"]  # all but sbo, which needs span boundaries
+OUTPUTS = ("pooled", "mlm_logits", "nsp_logits", "logits", "token_logits", "start_logits", "end_logits", "sop_logits",
+           "rtd_logits")  # fmt: skip
 
 
 def param_count(cfg: BertConfig) -> int:
@@ -48,6 +50,15 @@ def test_published_parameter_counts():
     assert param_count(preset("roberta-base")) == 124_697_433  # RobertaForMaskedLM
     assert param_count(preset("distilbert-base")) == 66_985_530  # DistilBertForMaskedLM
     assert abs(param_count(preset("bert-large")) - 340e6) / 340e6 < 0.02
+    # The variants (each equal to transformers' count of the same config: test_bert_variants.py).
+    assert param_count(dataclasses.replace(preset("albert-base"), heads=[])) == 11_683_584  # the paper's "12M"
+    assert param_count(preset("albert-base")) == 11_813_810  # AlbertForPreTraining
+    assert param_count(dataclasses.replace(preset("electra-small"), heads=[])) == 13_483_008  # the paper's "14M"
+    assert param_count(preset("electra-small")) == 13_549_057  # ElectraForPreTraining
+    assert param_count(preset("electra-small-generator")) == 13_546_682  # ElectraForMaskedLM
+    small = {"bert-mini": 5_430_272, "electra-mini": 5_356_033, "electra-mini-generator": 2_998_656}
+    for name, n in {**small, "albert-mini": 1_995_906}.items():
+        assert param_count(preset(name)) == n, name
 
 
 def runnable(name: str) -> BertConfig:
@@ -61,11 +72,7 @@ BERT_PRESETS = [n for n in presets() if isinstance(preset(n), BertConfig)]
 
 
 def loss_of(out) -> torch.Tensor:
-    parts = [out.hidden] + [
-        t
-        for t in (out.pooled, out.mlm_logits, out.nsp_logits, out.logits, out.token_logits, out.start_logits)
-        if t is not None
-    ]
+    parts = [out.hidden] + [getattr(out, name) for name in OUTPUTS if getattr(out, name) is not None]
     return sum(p.float().square().mean() for p in parts)
 
 
@@ -110,7 +117,12 @@ VARIANTS = [
     {"type_vocab_size": 0, "pooler": False, "heads": ["mlm"]},  # DistilBERT-shaped
     {"position_offset": 2, "pad_token_id": 1, "type_vocab_size": 1},  # RoBERTa-shaped
     {"mlp": "gelu_tanh", "n_inner": 40},
-]
+    {"position_offset": 2, "pad_token_id": 1, "positions_from_mask": True, "heads": ["mlm", "sequence"],
+     "classifier": "roberta", "pooler": False},  # RoBERTa as imported
+    {"embedding_size": 16, "heads": ["rtd", "sequence", "token"], "classifier": "electra", "pooler": False},
+    {"type_vocab_size": 0, "heads": ["mlm", "sequence"], "classifier": "distilbert", "pooler": False},
+    {"embedding_size": 16, "share_layers": True, "heads": ["mlm", "sop"], "mlp": "gelu_tanh"},  # ALBERT
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -123,7 +135,7 @@ def test_eager_and_sdpa_agree_on_padded_batches(variant):
     real = mask.bool()
     oa, ob = a(ids, mask, types), b(ids, mask, types)
     torch.testing.assert_close(oa.hidden[real], ob.hidden[real], atol=1e-5, rtol=1e-5)
-    for name in ("pooled", "mlm_logits", "nsp_logits", "logits", "token_logits", "start_logits", "end_logits"):
+    for name in OUTPUTS:
         x, y = getattr(oa, name), getattr(ob, name)
         assert (x is None) == (y is None)
         if x is not None:
@@ -147,6 +159,8 @@ def test_padding_changes_nothing_at_real_tokens(attention):
         torch.testing.assert_close(out.mlm_logits[row, :n], alone.mlm_logits[0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out.logits[row], alone.logits[0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out.start_logits[row, :n], alone.start_logits[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.sop_logits[row], alone.sop_logits[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.rtd_logits[row, :n], alone.rtd_logits[0], atol=1e-5, rtol=1e-5)
 
 
 def test_embed_is_the_normalised_masked_mean():
@@ -175,7 +189,8 @@ def test_heads_shapes_and_selection():
     assert out.nsp_logits.shape == (B, 2)
     assert out.logits.shape == (B, 5)
     assert out.token_logits.shape == (B, T, 5)
-    assert out.start_logits.shape == out.end_logits.shape == (B, T)
+    assert out.start_logits.shape == out.end_logits.shape == out.rtd_logits.shape == (B, T)
+    assert out.sop_logits.shape == (B, 2) and out.sbo_logits is None
     only = model(ids, mask, types, heads=["nsp"])
     assert only.mlm_logits is None and only.logits is None
     torch.testing.assert_close(only.nsp_logits, out.nsp_logits)

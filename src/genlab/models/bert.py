@@ -18,13 +18,35 @@ Heads, each on by name in ``BertConfig.heads``:
     sequence  logits = dropout(pooled) W_cls + b                 sequence classification (L classes)
     token     logits = dropout(h_L) W_tok + b                    token classification (L classes)
     qa        start, end = h_L W_qa + b                          extractive QA: span start/end logits
+    sop       logits = dropout(pooled) W_sop + b                 ALBERT sentence-order prediction (2 classes)
+    rtd       logit_t = act(h_t W_d + b_d) w_o + b_o             ELECTRA replaced-token detection, (B, T)
+    sbo       y_i = MLP([h_{s-1}; h_{e+1}; P_{i-s}]),            SpanBERT span boundary objective: the
+              logits_i = y_i E_tok^T + b                         masked-LM decoder reads y_i (see below)
+
+The ``sequence`` head reads either the pooler (``classifier="pooler"``, BERT and ALBERT) or the
+[CLS] / <s> state through its own dense layer (RoBERTa, ELECTRA, DistilBERT)::
+
+    logits = W_o dropout(act(W_d dropout(h_L[:, 0]) + b_d)) + b_o      act = CLASSIFIERS[classifier]
 
 and, without parameters, :meth:`Bert.embed`: the L2-normalised mean of h_L over the real tokens.
 
-Variants are data: ``embedding_size`` < ``n_embd`` factorises the embeddings (ALBERT),
-``share_layers`` runs one layer ``n_layer`` times (ALBERT), ``type_vocab_size=0`` drops the
-segment embeddings (DistilBERT), ``position_offset`` starts positions after the padding index
-(RoBERTa: 2), ``pooler=False`` drops the pooler (DistilBERT, masked-LM-only checkpoints).
+Variants are data: ``embedding_size`` != ``n_embd`` factorises the embeddings (ALBERT; ELECTRA's
+generator), ``share_layers`` runs one layer ``n_layer`` times (ALBERT), ``type_vocab_size=0`` drops
+the segment embeddings (DistilBERT), ``position_offset`` starts positions after the padding index
+and ``positions_from_mask`` counts them over the real tokens only (RoBERTa: 2 and true),
+``pooler=False`` drops the pooler (ELECTRA, DistilBERT, masked-LM-only checkpoints),
+``mlm_act`` sets the masked-LM transform's activation where a family fixes it (RoBERTa and ELECTRA
+use exact GELU whatever ``mlp`` is). ELECTRA's generator and discriminator are two Bert models
+that share their embedding modules: :func:`electra_pair`.
+
+Span boundary objective (Joshi et al. 2019, SpanBERT, arXiv:1907.10529). For a masked span
+x_s .. x_e and each position i in it, with P a learned table of relative positions i - s::
+
+    z_1 = LN(act(W_1 [h_{s-1}; h_{e+1}; P_{i-s}] + b_1))      (3C -> C)
+    y_i = LN(act(W_2 z_1 + b_2))                                (C -> E)
+
+and y_i goes through the (tied) masked-LM decoder. The boundaries are (s - 1, e + 1, i - s) per
+masked position and -1 elsewhere, the format of ``genlab.objectives.masked_lm.span_mask``.
 """
 
 from __future__ import annotations
@@ -36,13 +58,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genlab.core.errors import ConfigError
 from genlab.core.registry import register
 from genlab.layers.attention import ATTENTION, MultiHeadAttention, padding_mask
 from genlab.layers.linear import Linear
 from genlab.layers.mlp import ACTIVATIONS, make_mlp
 
 #: The task heads a Bert can carry; see the module docstring.
-HEADS = ["mlm", "nsp", "sequence", "token", "qa"]
+HEADS = ["mlm", "nsp", "sequence", "token", "qa", "sop", "rtd", "sbo"]
+
+#: ``BertConfig.classifier`` -> the activation of the sequence head's dense layer on h[CLS]
+#: (None: the head reads the pooler, which has its own tanh).
+CLASSIFIERS = {
+    "pooler": None,  # BERT, ALBERT: dropout(pooled) W + b
+    "roberta": torch.tanh,  # RobertaClassificationHead: dense, tanh, out_proj on <s>
+    "electra": F.gelu,  # ElectraClassificationHead: dense, exact GELU, out_proj on [CLS]
+    "distilbert": F.relu,  # DistilBertForSequenceClassification: pre_classifier, ReLU, classifier
+}
 
 
 @dataclass
@@ -68,10 +100,18 @@ class BertConfig:
     tie_embeddings: bool = True  # masked-LM decoder shares the token embedding
     attention: str = "sdpa"
     init_std: float = 0.02
+    classifier: str = "pooler"  # the sequence head: a key of CLASSIFIERS
+    mlm_act: str = ""  # activation of the masked-LM transform; "" means mlp's
+    positions_from_mask: bool = False  # position = offset + real tokens before t (RoBERTa); no mask: offset + t
+    sbo_max_span: int = 10  # rows of the span boundary head's relative-position table (longest span)
 
     def __post_init__(self):
         if self.mlp not in ACTIVATIONS:
             raise ValueError(f"mlp='{self.mlp}' is not one of {sorted(ACTIVATIONS)}")
+        if self.mlm_act and self.mlm_act not in ACTIVATIONS:
+            raise ValueError(f"mlm_act='{self.mlm_act}' is not one of {sorted(ACTIVATIONS)} (or '' for mlp's)")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier='{self.classifier}' is not one of {list(CLASSIFIERS)}")
         if self.attention not in ATTENTION:
             raise ValueError(f"attention='{self.attention}' is not one of {sorted(ATTENTION)}")
         if isinstance(self.heads, str) or not all(isinstance(h, str) for h in self.heads):
@@ -84,7 +124,7 @@ class BertConfig:
             raise ValueError(f"heads lists a head twice: {self.heads}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "num_labels"):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "num_labels", "sbo_max_span"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("type_vocab_size", "n_inner", "embedding_size", "position_offset"):
@@ -92,9 +132,13 @@ class BertConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id={self.pad_token_id} is outside the vocabulary of {self.vocab_size}")
-        needs_pooler = [h for h in self.heads if h in ("nsp", "sequence")]
+        pooled = ("nsp", "sop", "sequence") if self.classifier == "pooler" else ("nsp", "sop")
+        needs_pooler = [h for h in self.heads if h in pooled]
         if needs_pooler and not self.pooler:
-            raise ValueError(f"the '{needs_pooler[0]}' head reads the pooled [CLS] state: set pooler=true")
+            hint = " (or a classifier without it, e.g. classifier=roberta)" if needs_pooler[0] == "sequence" else ""
+            raise ValueError(f"the '{needs_pooler[0]}' head reads the pooled [CLS] state: set pooler=true{hint}")
+        if "sbo" in self.heads and "mlm" not in self.heads:
+            raise ValueError("the 'sbo' head predicts through the masked-LM decoder: add 'mlm' to heads")
 
     @property
     def hidden(self) -> int:
@@ -105,6 +149,11 @@ class BertConfig:
     def emb_dim(self) -> int:
         """E, the width of the token/position/segment embeddings."""
         return self.embedding_size or self.n_embd
+
+    @property
+    def head_act(self) -> str:
+        """The masked-LM transform's activation."""
+        return self.mlm_act or self.mlp
 
 
 @dataclass
@@ -119,6 +168,9 @@ class BertOutput:
     token_logits: torch.Tensor | None = None  # (B, T, L)
     start_logits: torch.Tensor | None = None  # (B, T) answer-span start
     end_logits: torch.Tensor | None = None  # (B, T) answer-span end
+    sop_logits: torch.Tensor | None = None  # (B, 2), index 0 = "in order" (ALBERT)
+    rtd_logits: torch.Tensor | None = None  # (B, T), > 0 = "replaced" (ELECTRA discriminator)
+    sbo_logits: torch.Tensor | None = None  # (N, V) at the N masked positions, given span_boundaries
 
 
 class Block(nn.Module):
@@ -149,12 +201,65 @@ class MaskedLMHead(nn.Module):
     def __init__(self, cfg: BertConfig):
         super().__init__()
         self.dense = Linear(cfg.n_embd, cfg.emb_dim)
-        self.act = ACTIVATIONS[cfg.mlp]
+        self.act = ACTIVATIONS[cfg.head_act]
         self.norm = nn.LayerNorm(cfg.emb_dim, eps=cfg.norm_eps)
         self.decoder = Linear(cfg.emb_dim, cfg.vocab_size)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.norm(self.act(self.dense(h))))  # (..., V)
+
+
+class ReplacedTokenHead(nn.Module):
+    """ELECTRA's discriminator head: logit_t = act(h_t W_d + b_d) w_o + b_o, (B, T, C) -> (B, T)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.dense = Linear(cfg.n_embd, cfg.n_embd)
+        self.act = ACTIVATIONS[cfg.mlp]
+        self.out = Linear(cfg.n_embd, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.dense(h))).squeeze(-1)  # (B, T)
+
+
+def span_boundary_states(
+    hidden: torch.Tensor, boundaries: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """hidden (B, T, C), boundaries (B, T, 3) -> (h_left (N, C), h_right (N, C), offset (N,)).
+
+    ``boundaries`` is (s - 1, e + 1, i - s) at the N masked positions and -1 elsewhere, as
+    ``genlab.objectives.masked_lm.span_mask`` returns it; the positions are taken in row-major
+    order, the order of ``labels[labels != -100]``. (The same gather as the objective's
+    ``gather_span_boundaries``: models sit below objectives and cannot import it.)
+    """
+    selected = boundaries[..., 2] >= 0  # (B, T)
+    rows = torch.arange(hidden.size(0), device=hidden.device)[:, None].expand(selected.shape)[selected]  # (N,)
+    chosen = boundaries[selected]  # (N, 3)
+    return hidden[rows, chosen[:, 0]], hidden[rows, chosen[:, 1]], chosen[:, 2]
+
+
+class SpanBoundaryHead(nn.Module):
+    """SpanBERT's SBO transform: y = LN(act(W_2 LN(act(W_1 [h_l; h_r; P_off] + b_1)) + b_2)), -> (N, E)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        C = cfg.n_embd
+        self.pos = nn.Embedding(cfg.sbo_max_span, C)  # P: offset i - s of the token inside its span
+        self.fc1 = Linear(3 * C, C)
+        self.norm1 = nn.LayerNorm(C, eps=cfg.norm_eps)
+        self.fc2 = Linear(C, cfg.emb_dim)
+        self.norm2 = nn.LayerNorm(cfg.emb_dim, eps=cfg.norm_eps)
+        self.act = ACTIVATIONS[cfg.mlp]
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        if offset.numel() and int(offset.max()) >= self.pos.num_embeddings:
+            raise ValueError(
+                f"a span offset of {int(offset.max())} does not fit the span boundary head's "
+                f"{self.pos.num_embeddings} positions: mask shorter spans or raise sbo_max_span"
+            )
+        z = torch.cat([left, right, self.pos(offset)], dim=-1)  # (N, 3C)
+        z = self.norm1(self.act(self.fc1(z)))  # (N, C)
+        return self.norm2(self.act(self.fc2(z)))  # (N, E)
 
 
 class Bert(nn.Module):
@@ -176,6 +281,12 @@ class Bert(nn.Module):
         self.classifier = Linear(C, cfg.num_labels) if "sequence" in heads else None
         self.token_classifier = Linear(C, cfg.num_labels) if "token" in heads else None
         self.qa = Linear(C, 2) if "qa" in heads else None
+        # Added after the original heads, so that existing configs keep their initial weights.
+        cls_dense = "sequence" in heads and cfg.classifier != "pooler"
+        self.classifier_dense = Linear(C, C) if cls_dense else None  # RoBERTa/ELECTRA/DistilBERT head
+        self.sop = Linear(C, 2) if "sop" in heads else None
+        self.rtd = ReplacedTokenHead(cfg) if "rtd" in heads else None
+        self.sbo = SpanBoundaryHead(cfg) if "sbo" in heads else None
         self.reset_parameters()
         if self.mlm is not None and cfg.tie_embeddings:
             self.mlm.decoder.weight = self.tok_emb.weight
@@ -206,7 +317,11 @@ class Bert(nn.Module):
         T = input_ids.size(1)
         if input_ids.size(1) > cfg.block_size:
             raise ValueError(f"sequence of {T} tokens exceeds the position table of {cfg.block_size}")
-        positions = torch.arange(cfg.position_offset, cfg.position_offset + T, device=input_ids.device)  # (T,)
+        if cfg.positions_from_mask and attention_mask is not None:
+            # RoBERTa (fairseq's make_positions): count real tokens only, so left padding shifts nothing.
+            positions = cfg.position_offset + (attention_mask.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
+        else:
+            positions = torch.arange(cfg.position_offset, cfg.position_offset + T, device=input_ids.device)  # (T,)
         x = self.tok_emb(input_ids) + self.pos_emb(positions)  # (B, T, E)
         if self.type_emb is not None:
             x = x + (self.type_emb.weight[0] if token_type_ids is None else self.type_emb(token_type_ids))
@@ -233,8 +348,13 @@ class Bert(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         heads: Sequence[str] | None = None,
+        *,
+        span_boundaries: torch.Tensor | None = None,
     ) -> BertOutput:
-        """Encode and run ``heads`` (default: all of the config's heads; ``()`` for none)."""
+        """Encode and run ``heads`` (default: all of the config's heads; ``()`` for none).
+
+        The ``sbo`` head runs only when ``span_boundaries`` (B, T, 3) is given: see
+        :meth:`span_boundary_logits`."""
         heads = self.config.heads if heads is None else list(heads)
         missing = [h for h in heads if h not in self.config.heads]
         if missing:
@@ -246,12 +366,35 @@ class Bert(nn.Module):
         if "nsp" in heads:
             out.nsp_logits = self.nsp(out.pooled)
         if "sequence" in heads:
-            out.logits = self.classifier(self.drop(out.pooled))
+            out.logits = self.classify(h, out.pooled)
         if "token" in heads:
             out.token_logits = self.token_classifier(self.drop(h))
         if "qa" in heads:
             out.start_logits, out.end_logits = self.qa(h).unbind(-1)  # (B, T) each
+        if "sop" in heads:
+            out.sop_logits = self.sop(self.drop(out.pooled))
+        if "rtd" in heads:
+            out.rtd_logits = self.rtd(h)
+        if "sbo" in heads and span_boundaries is not None:
+            out.sbo_logits = self.span_boundary_logits(h, span_boundaries)
         return out
+
+    def classify(self, hidden: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """The sequence head, (B, T, C) -> (B, L): from the pooler or from h[CLS] (``classifier``)."""
+        act = CLASSIFIERS[self.config.classifier]
+        if act is None:
+            return self.classifier(self.drop(self.pool(hidden) if pooled is None else pooled))
+        x = self.drop(act(self.classifier_dense(self.drop(hidden[:, 0]))))  # (B, C)
+        return self.classifier(x)
+
+    def span_boundary_logits(self, hidden: torch.Tensor, boundaries: torch.Tensor) -> torch.Tensor:
+        """SpanBERT's span boundary objective: hidden (B, T, C) and boundaries (B, T, 3) from
+        ``span_mask`` -> vocabulary logits (N, V) at the N masked positions (row-major order), so
+        ``masked_lm_loss(logits, labels[labels != -100])`` is L_SBO."""
+        if self.sbo is None:
+            raise ValueError("this Bert has no span boundary head: add 'sbo' to heads")
+        left, right, offset = span_boundary_states(hidden, boundaries)
+        return self.mlm.decoder(self.sbo(left, right, offset))  # (N, V)
 
     def embed(
         self,
@@ -275,6 +418,51 @@ class Bert(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+# --- ELECTRA: a generator and a discriminator that share their embeddings -------------------
+
+
+def electra_pair(disc_cfg: BertConfig, gen_cfg: BertConfig) -> tuple[Bert, Bert]:
+    """ELECTRA (Clark et al. 2020, arXiv:2003.10555): (generator, discriminator), two Bert models
+    whose embedding modules are the same objects.
+
+    The generator is a small masked LM (``mlm`` head), the discriminator detects replaced tokens
+    (``rtd`` head). As in ELECTRA, they share the token, position and segment embeddings and the
+    embedding LayerNorm (the official TensorFlow code builds both models' embeddings, LayerNorm
+    included, in one ``electra/embeddings`` variable scope), so
+    both losses train them; each model projects E -> its own width C when they differ (a smaller
+    generator). The generator's masked-LM decoder stays tied to the shared token embedding.
+    ConfigError when the two configs do not agree on the embeddings.
+    """
+    if "mlm" not in gen_cfg.heads:
+        raise ConfigError(f"the ELECTRA generator needs the 'mlm' head, got heads={gen_cfg.heads}")
+    if "rtd" not in disc_cfg.heads:
+        raise ConfigError(f"the ELECTRA discriminator needs the 'rtd' head, got heads={disc_cfg.heads}")
+    same = {
+        "vocab_size": (gen_cfg.vocab_size, disc_cfg.vocab_size),
+        "embedding size E": (gen_cfg.emb_dim, disc_cfg.emb_dim),
+        "position table (block_size + position_offset)": (
+            gen_cfg.block_size + gen_cfg.position_offset,
+            disc_cfg.block_size + disc_cfg.position_offset,
+        ),
+        "position_offset": (gen_cfg.position_offset, disc_cfg.position_offset),
+        "positions_from_mask": (gen_cfg.positions_from_mask, disc_cfg.positions_from_mask),
+        "type_vocab_size": (gen_cfg.type_vocab_size, disc_cfg.type_vocab_size),
+        "pad_token_id": (gen_cfg.pad_token_id, disc_cfg.pad_token_id),
+        "norm_eps": (gen_cfg.norm_eps, disc_cfg.norm_eps),
+    }
+    for name, (g, d) in same.items():
+        if g != d:
+            raise ConfigError(
+                f"the ELECTRA generator and discriminator share their embeddings but differ in {name}: "
+                f"{g} vs {d} (for a smaller generator set its embedding_size to the discriminator's)"
+            )
+    disc, gen = Bert(disc_cfg), Bert(gen_cfg)
+    gen.tok_emb, gen.pos_emb, gen.type_emb, gen.emb_norm = disc.tok_emb, disc.pos_emb, disc.type_emb, disc.emb_norm
+    if gen_cfg.tie_embeddings:
+        gen.mlm.decoder.weight = disc.tok_emb.weight
+    return gen, disc
 
 
 # --- Presets -------------------------------------------------------------------------
@@ -303,17 +491,26 @@ def bert_large() -> BertConfig:
 @register("roberta-base")
 def roberta_base() -> BertConfig:
     """RoBERTa-base (Liu et al. 2019, arXiv:1907.11692): BERT-base on a 50,265-token byte-level BPE,
-    one segment, positions from padding_idx + 1 = 2, no NSP; 124,645,632 / 124,697,433 as a masked LM."""
+    one segment, positions from padding_idx + 1 = 2 counted over the real tokens, no NSP, the
+    dense + tanh classifier on <s>; 124,645,632 / 124,697,433 as a masked LM."""
     return BertConfig(
-        vocab_size=50265, type_vocab_size=1, pad_token_id=1, position_offset=2, norm_eps=1e-5, pooler=False
+        vocab_size=50265,
+        type_vocab_size=1,
+        pad_token_id=1,
+        position_offset=2,
+        positions_from_mask=True,
+        norm_eps=1e-5,
+        pooler=False,
+        classifier="roberta",
+        mlm_act="gelu",
     )
 
 
 @register("distilbert-base")
 def distilbert_base() -> BertConfig:
     """DistilBERT (Sanh et al. 2019, arXiv:1910.01108): BERT-base with 6 layers, no segment embeddings
-    and no pooler; 66,362,880 / 66,985,530 as a masked LM."""
-    return BertConfig(n_layer=6, type_vocab_size=0, pooler=False)
+    and no pooler (its classifier is dense + ReLU on [CLS]); 66,362,880 / 66,985,530 as a masked LM."""
+    return BertConfig(n_layer=6, type_vocab_size=0, pooler=False, classifier="distilbert")
 
 
 @register("minilm-l6")
@@ -321,3 +518,85 @@ def minilm_l6() -> BertConfig:
     """all-MiniLM-L6-v2 (Wang et al. 2020, arXiv:2002.10957; sentence-transformers): 6 x 384, 12 heads
     of 32, MLP 1536, BERT's uncased vocabulary; a sentence encoder, no heads; 22,713,216."""
     return BertConfig(n_layer=6, n_head=12, n_embd=384, heads=[])
+
+
+@register("albert-base")
+def albert_base() -> BertConfig:
+    """ALBERT-base v2 (Lan et al. 2019, arXiv:1909.11942): 12 x 768 with one set of layer weights
+    shared by all 12 layers, embeddings factorised to E = 128, a 30,000-token SentencePiece
+    vocabulary, tanh-approximated GELU, no dropout (v2), masked LM + sentence-order prediction;
+    11,683,584 with the pooler (the paper's "12M") / 11,813,810 as AlbertForPreTraining."""
+    return BertConfig(
+        vocab_size=30000,
+        embedding_size=128,
+        share_layers=True,
+        mlp="gelu_tanh",
+        dropout=0.0,
+        attention_dropout=0.0,
+        heads=["mlm", "sop"],
+    )
+
+
+@register("electra-small")
+def electra_small() -> BertConfig:
+    """ELECTRA-Small discriminator (Clark et al. 2020, arXiv:2003.10555; google/electra-small-discriminator):
+    12 x 256, 4 heads, MLP 1024, embeddings E = 128 projected to 256, no pooler, replaced-token
+    detection; 13,483,008 without heads (the paper's "14M") / 13,549,057 as ElectraForPreTraining."""
+    return BertConfig(
+        n_layer=12, n_head=4, n_embd=256, n_inner=1024, embedding_size=128, pooler=False,
+        heads=["rtd"], classifier="electra", mlm_act="gelu",
+    )  # fmt: skip
+
+
+@register("electra-small-generator")
+def electra_small_generator() -> BertConfig:
+    """ELECTRA-Small's generator as released on the Hugging Face hub (google/electra-small-generator,
+    config.json: 12 x 256, 4 heads, MLP 1024, E = 128): as wide as the discriminator, where the
+    paper's Table 6 scales the Small generator's width, heads and MLP by 1/4. Shares
+    its E = 128 embeddings with ``electra-small`` (:func:`electra_pair`); 13,546,682 as
+    ElectraForMaskedLM, 23,122,875 for the pair."""
+    return BertConfig(
+        n_layer=12, n_head=4, n_embd=256, n_inner=1024, embedding_size=128, pooler=False,
+        heads=["mlm"], classifier="electra", mlm_act="gelu",
+    )  # fmt: skip
+
+
+# Small CPU shapes for pretraining experiments (8,192-token vocabulary, 128-token windows).
+
+
+@register("bert-mini")
+def bert_mini() -> BertConfig:
+    """4 x 256, 4 heads, MLP 1024, masked LM; 5,355,776 with the pooler / 5,430,272 with the MLM head."""
+    return BertConfig(vocab_size=8192, block_size=128, n_layer=4, n_head=4, n_embd=256, heads=["mlm"])
+
+
+@register("electra-mini")
+def electra_mini() -> BertConfig:
+    """ELECTRA discriminator shaped like ``bert-mini`` (4 x 256, E = 256, no pooler), replaced-token
+    detection; pairs with ``electra-mini-generator``; 5,356,033."""
+    return BertConfig(
+        vocab_size=8192, block_size=128, n_layer=4, n_head=4, n_embd=256, pooler=False,
+        heads=["rtd"], classifier="electra", mlm_act="gelu",
+    )  # fmt: skip
+
+
+@register("electra-mini-generator")
+def electra_mini_generator() -> BertConfig:
+    """The generator for ``electra-mini``: as deep (4 layers), half as wide (128, 2 heads, MLP 512;
+    ELECTRA scales width, heads and MLP together, 1/4 to 1/2 working best), on the discriminator's
+    E = 256 embeddings projected to 128; 2,998,656 with those shared embeddings, 867,712 without
+    (6,223,745 for the pair)."""
+    return BertConfig(
+        vocab_size=8192, block_size=128, n_layer=4, n_head=2, n_embd=128, n_inner=512, embedding_size=256,
+        pooler=False, heads=["mlm"], classifier="electra", mlm_act="gelu",
+    )  # fmt: skip
+
+
+@register("albert-mini")
+def albert_mini() -> BertConfig:
+    """ALBERT shaped like ``bert-mini``: 4 layers sharing one set of 256-wide weights, E = 128,
+    tanh GELU, no dropout, masked LM + sentence-order prediction; 1,995,906."""
+    return BertConfig(
+        vocab_size=8192, block_size=128, n_layer=4, n_head=4, n_embd=256, embedding_size=128,
+        share_layers=True, mlp="gelu_tanh", dropout=0.0, attention_dropout=0.0, heads=["mlm", "sop"],
+    )  # fmt: skip

@@ -5,6 +5,9 @@ The converters read and write the Hugging Face files themselves (``config.json``
 the converted weights into ``transformers`` and compare logits.
 
 - :mod:`genlab.models.convert.gpt2`: GPT-2 (``GPT2LMHeadModel`` / ``GPT2Model``) <-> :class:`~genlab.models.gpt.GPT`.
+- :mod:`genlab.models.convert.bert`: BERT, RoBERTa, ALBERT, ELECTRA and DistilBERT (``model_type`` picks
+  the key map; bare models, masked LM, pre-training, sequence/token classification, QA)
+  <-> :class:`~genlab.models.bert.Bert`.
 
 Writing whole run directories (tokenizer, checkpoints, ``config.yaml``) is the recipes'
 job: see :mod:`genlab.recipes.convert`.
