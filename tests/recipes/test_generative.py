@@ -275,3 +275,12 @@ def test_nan_loss_stops_a_gan_with_the_step_and_keeps_the_last_good_checkpoint(t
     assert find_checkpoint(tmp_path / "run" / "checkpoints", "last").name.startswith("step-00000004")
     gan, _ = load_generative(tmp_path / "run", "last")
     assert all(torch.isfinite(p).all() for p in gan.parameters())
+
+
+def test_conditional_sample_grid_has_one_column_per_class(vae_runs, tmp_path):
+    from PIL import Image
+
+    from genlab.recipes.generative import save_view
+
+    save_view(vae_runs / "cvae-no3", tmp_path / "c.png", "samples", n=20)
+    assert Image.open(tmp_path / "c.png").size == (10 * 10 + 2, 2 * 10 + 2)  # 10 classes x 2 rows of 8-px digits

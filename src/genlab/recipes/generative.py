@@ -118,8 +118,14 @@ def _fid_metric(r: GenerativeRecipe, val_x: torch.Tensor, sample):
     return fid
 
 
+def _grid_rows(cfg) -> int | None:
+    """Images per grid row: the number of classes for a conditional model, else square."""
+    return cfg.n_classes or None
+
+
 def _grid_labels(cfg, n: int) -> torch.Tensor | None:
-    """Class-conditional grids: one row per class."""
+    """Class-conditional grids draw the labels 0, 1, ..., K-1, 0, 1, ...: with K images a row
+    (``_grid_rows``), each column is one class."""
     return torch.arange(n) % cfg.n_classes if cfg.n_classes else None
 
 
@@ -144,7 +150,11 @@ def train_vae(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool
     def on_eval(step, metrics):
         m = unwrap(model)
         gen = torch.Generator().manual_seed(0)
-        save_grid(m.sample(r.grid_size, _grid_labels(cfg, r.grid_size), generator=gen), _grid_path(run_dir, step))
+        save_grid(
+            m.sample(r.grid_size, _grid_labels(cfg, r.grid_size), generator=gen),
+            _grid_path(run_dir, step),
+            nrow=_grid_rows(cfg),
+        )
 
     trainer = Trainer(
         {"model": model}, {"model": adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))}, [Phase(loss)], rt, t,
@@ -171,7 +181,11 @@ def train_gan(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool
 
     def on_eval(step, metrics):
         gen = torch.Generator().manual_seed(0)
-        save_grid(gan.sample(r.grid_size, _grid_labels(cfg, r.grid_size), generator=gen), _grid_path(run_dir, step))
+        save_grid(
+            gan.sample(r.grid_size, _grid_labels(cfg, r.grid_size), generator=gen),
+            _grid_path(run_dir, step),
+            nrow=_grid_rows(cfg),
+        )
 
     fid = _fid_metric(r, val_x, lambda n, gen: gan.sample(n, _grid_labels(cfg, n), generator=gen))
 
@@ -263,7 +277,7 @@ def _test_images(recipe: dict, n: int, seed: int) -> tuple[torch.Tensor, torch.T
 def save_view(run_dir: Path, out: Path, view: str = "samples", n: int = 64, seed: int = 0, which: str = "best") -> Path:
     """A PNG grid of one view of a trained VAE or GAN.
 
-    samples: ``n`` samples (one row per class for conditional models). The rest are VAE only:
+    samples: ``n`` samples (one column per class for conditional models). The rest are VAE only:
     reconstructions: rows of 8 real test images (``n`` rounded up to whole rows) alternate with
     their reconstructions;
     interpolations: each row decodes 10 points on the line between the latent means of two test
@@ -274,7 +288,8 @@ def save_view(run_dir: Path, out: Path, view: str = "samples", n: int = 64, seed
     model, recipe = load_generative(run_dir, which)
     if view == "samples":
         labels = _grid_labels(model.config, n)
-        return save_grid(model.sample(n, labels, generator=torch.Generator().manual_seed(seed)), out)
+        images = model.sample(n, labels, generator=torch.Generator().manual_seed(seed))
+        return save_grid(images, out, nrow=_grid_rows(model.config))
     if not isinstance(model, VAE):
         raise ConfigError(f"--show {view} needs a VAE run; {run_dir} is a GAN (it has no encoder): use --show samples")
     y_of = (lambda y: y) if model.config.n_classes else (lambda y: None)
