@@ -1,8 +1,9 @@
 """Anomaly-detection benchmark: for each Fashion-MNIST class, a VAE trained on the nine others
-scores the test set by negative ELBO (and IWAE NLL); the held-out class is the anomaly.
+scores the test set by negative ELBO (and IWAE NLL and the corrected scores of
+genlab.eval.anomaly); the held-out class is the anomaly.
 
-Prints one JSON object: AUROC per held-out class for both scores, their means, and the
-in-distribution test likelihoods of each VAE.
+Prints one JSON object: AUROC per held-out class for each score, their means, and the
+in-distribution test likelihoods of each VAE. Finished runs under --runs are reused.
 
     python benchmarks/anomaly.py [--recipe vae/fashion] [--classes 0 1 ...] [--set train.max_steps=2000 ...]
 """
@@ -41,16 +42,16 @@ def main() -> None:
                 run_task(merge(load_recipe(args.recipe), parse_overrides(overrides)), run_dir=run_dir)
             rows[CLASSES[c]] = evaluate_vae(run_dir, k=args.k)
         print(f"held out {CLASSES[c]}: {rows[CLASSES[c]]}", file=sys.stderr)
-    mean = {key: round(sum(r[key] for r in rows.values()) / len(rows), 4) for key in ("auroc_nelbo", "auroc_iwae_nll")}
+    scores = [key for key in next(iter(rows.values())) if key.startswith("auroc_")]
     print(
         json.dumps(
             {
                 "recipe": args.recipe,
                 "overrides": args.set,
+                "iwae_k": args.k,
                 "threads": torch.get_num_threads(),
-                "auroc_nelbo": {name: r["auroc_nelbo"] for name, r in rows.items()},
-                "auroc_iwae_nll": {name: r["auroc_iwae_nll"] for name, r in rows.items()},
-                "mean": mean,
+                **{key: {name: r[key] for name, r in rows.items()} for key in scores},
+                "mean": {key: round(sum(r[key] for r in rows.values()) / len(rows), 4) for key in scores},
                 "test_nelbo_in_distribution": {name: r["test_nelbo"] for name, r in rows.items()},
             }
         )

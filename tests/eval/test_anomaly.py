@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
-from genlab.eval.anomaly import auroc, png_code_length
+from genlab.eval.anomaly import auroc, pixel_entropy, png_code_length
 
 
 def test_auroc_is_the_probability_an_anomaly_outscores_a_normal_input():
@@ -30,3 +31,12 @@ def test_png_code_length_grows_with_image_complexity():
     assert nats[2] > 28 * 28 * 7 * np.log(2)  # noise hardly compresses: ~8 bits a pixel
     with pytest.raises(ValueError, match="uint8"):
         png_code_length(np.zeros((2, 28, 28), np.float32))
+
+
+def test_pixel_entropy_is_the_floor_of_the_bernoulli_cross_entropy():
+    x = torch.tensor([[0.0, 1.0, 0.5, 0.25]])
+    expected = np.log(2) + -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))
+    assert pixel_entropy(x).item() == pytest.approx(expected, abs=1e-12)
+    logits = torch.randn(50, 4, dtype=torch.float64)  # any prediction does no better
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x.expand(50, 4).double(), reduction="none")
+    assert (ce.sum(1) >= pixel_entropy(x) - 1e-12).all()

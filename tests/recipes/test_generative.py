@@ -210,7 +210,7 @@ def test_eval_reports_likelihoods_and_the_held_out_class_auroc(vae_runs, capsys)
     assert result["test_images"] == int((labels != 3).sum()) and result["held_out_class"] == 3
     # the importance-weighted bound is tighter than the ELBO, on average
     assert 0 < result["test_iwae_nll"] < result["test_nelbo"]
-    assert all(0.0 <= result[f"auroc_{k}"] <= 1.0 for k in ("nelbo", "iwae_nll", "complexity"))
+    assert all(0.0 <= result[f"auroc_{k}"] <= 1.0 for k in ("nelbo", "iwae_nll", "complexity", "excess_nll", "kl"))
     code, out, _ = genlab("eval", vae_runs / "vae", "--k", "5", "--limit", "50", capsys=capsys)
     assert code == 0 and "held_out_class" not in json.loads(out) and json.loads(out)["test_images"] == 50
 

@@ -10,6 +10,15 @@ Serrà et al. 2020 (arXiv:1909.11480) subtracts a generic compressor's code leng
 
 so that what remains is how much worse the model does than a model that knows nothing about
 the data. genlab's L(x) is the size of the image as a PNG (zlib at level 9) in bits, times ln 2.
+
+A genlab VAE's Bernoulli likelihood on intensities in [0, 1] adds a bias of its own: the cross
+entropy of a grey pixel x against any prediction p is at least its binary entropy H(x), reached
+at p = x. The image's floor sum_i H(x_i) depends on x alone, so
+
+    excess(x) = -log p(x) - sum_i H(x_i)          (nats, >= 0 for the reconstruction term)
+
+keeps only what the model fails to explain. The KL term of the ELBO alone (the rate: how many
+nats the encoder needs to place x in the latent space) is a third score.
 """
 
 from __future__ import annotations
@@ -50,3 +59,10 @@ def auroc(scores: np.ndarray | torch.Tensor, is_anomaly: np.ndarray | torch.Tens
 
     ranks = rankdata(s)  # average ranks: ties count one half
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def pixel_entropy(images: torch.Tensor) -> torch.Tensor:
+    """sum_i H(x_i) in nats per image for intensities x in [0, 1], (N, ...) -> (N,): the lowest
+    Bernoulli cross entropy any model can reach on that image (H(0) = H(1) = 0)."""
+    x = images.double().flatten(1)
+    return -(torch.special.xlogy(x, x) + torch.special.xlogy(1 - x, 1 - x)).sum(1)

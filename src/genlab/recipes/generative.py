@@ -23,7 +23,7 @@ from genlab.models import build_model, family_of
 from genlab.models.gan import GAN, gan_parts
 from genlab.models.vae import VAE
 from genlab.objectives.adversarial import discriminator_step, generator_step
-from genlab.objectives.elbo import iwae_nll, kl_warmup, negative_elbo, vae_loss
+from genlab.objectives.elbo import gaussian_kl, iwae_nll, kl_warmup, negative_elbo, vae_loss
 from genlab.recipes.grid import save_grid
 from genlab.recipes.runs import check_run_dir, create_run_dir, model_config, read_run_config
 from genlab.training.checkpoint import find_checkpoint, load_weights
@@ -356,7 +356,7 @@ def evaluate_vae(run_dir: Path, k: int = 100, which: str = "best", limit: int = 
     complexity (:mod:`genlab.eval.anomaly`)."""
     from tqdm import tqdm
 
-    from genlab.eval.anomaly import auroc, png_code_length
+    from genlab.eval.anomaly import auroc, pixel_entropy, png_code_length
 
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
@@ -369,13 +369,14 @@ def evaluate_vae(run_dir: Path, k: int = 100, which: str = "best", limit: int = 
     x, y = to_float(torch.from_numpy(images)), torch.from_numpy(labels.astype("int64"))
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # the single z of the ELBO's reconstruction term
-    nelbo, nll = [], []
+    nelbo, nll, kl = [], [], []
     step = 250
     for i in tqdm(range(0, len(x), step), desc=f"test likelihood (k={k})", unit="batch", leave=False):
         yb = y[i : i + step] if model.config.n_classes else None
         nelbo.append(negative_elbo(model, x[i : i + step], yb))
         nll.append(iwae_nll(model, x[i : i + step], yb, k=k, generator=gen))
-    nelbo_t, nll_t = torch.cat(nelbo).double(), torch.cat(nll).double()
+        kl.append(gaussian_kl(*model.encode(x[i : i + step], yb)))
+    nelbo_t, nll_t, kl_t = (torch.cat(t).double() for t in (nelbo, nll, kl))
     held_out = int(recipe["data"].get("exclude_class", -1))
     inside = y != held_out
     result = {
@@ -389,8 +390,12 @@ def evaluate_vae(run_dir: Path, k: int = 100, which: str = "best", limit: int = 
         result["held_out_class"] = held_out
         result["auroc_nelbo"] = round(auroc(nelbo_t.numpy(), is_anomaly), 4)
         result["auroc_iwae_nll"] = round(auroc(nll_t.numpy(), is_anomaly), 4)
-        # Serrà et al. 2020: the IWAE NLL minus the PNG code length (see genlab.eval.anomaly)
+        # corrected scores, see genlab.eval.anomaly: the IWAE NLL minus the PNG code length (Serrà et
+        # al. 2020) or minus the Bernoulli floor of the image; and the KL term (rate) alone
         result["auroc_complexity"] = round(auroc(nll_t.numpy() - png_code_length(images), is_anomaly), 4)
+        if model.config.likelihood == "bernoulli":
+            result["auroc_excess_nll"] = round(auroc((nll_t - pixel_entropy(x)).numpy(), is_anomaly), 4)
+        result["auroc_kl"] = round(auroc(kl_t.numpy(), is_anomaly), 4)
     return result
 
 
