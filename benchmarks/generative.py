@@ -26,14 +26,16 @@ from genlab.recipes import load_recipe, run_task
 from genlab.recipes.generative import evaluate_vae, score_samples
 
 
-def trained(recipe_name: str, overrides: list[str], run_dir: Path) -> float:
-    """Train ``recipe_name`` into ``run_dir`` unless a finished run is there; returns training seconds."""
-    if (run_dir / "checkpoints" / "last.json").exists():
-        return float("nan")
-    recipe = merge(load_recipe(recipe_name), parse_overrides(["train.progress=false", *overrides]))
-    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
-        trainer = run_task(recipe, run_dir=run_dir)
-    return round(trainer.elapsed, 1)
+def trained(recipe_name: str, overrides: list[str], run_dir: Path) -> dict:
+    """Train ``recipe_name`` into ``run_dir`` unless a finished run is there; returns its steps and
+    training seconds (from the run's log, so also for a reused run)."""
+    if not (run_dir / "checkpoints" / "last.json").exists():
+        recipe = merge(load_recipe(recipe_name), parse_overrides(["train.progress=false", *overrides]))
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
+            run_task(recipe, run_dir=run_dir)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in rows if "elapsed_s" in r][-1]
+    return {"steps": last["step"], "train_seconds": round(last["elapsed_s"], 1)}
 
 
 def main() -> None:
@@ -49,9 +51,9 @@ def main() -> None:
     args = ap.parse_args()
     clf = args.classifier or args.runs / "classifier"
     seconds = {
-        "classifier": trained("cnn/fashion", [], clf) if not args.classifier else float("nan"),
-        "vae": trained(args.vae, args.set_vae, args.runs / "vae"),
-        "gan": trained(args.gan, args.set_gan, args.runs / "gan"),
+        "classifier": trained("cnn/fashion", [], clf),
+        "vae": trained(args.vae, [f"fid_classifier={clf}", *args.set_vae], args.runs / "vae"),
+        "gan": trained(args.gan, [f"fid_classifier={clf}", *args.set_gan], args.runs / "gan"),
     }
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
@@ -63,7 +65,7 @@ def main() -> None:
             {
                 "threads": torch.get_num_threads(),
                 "recipes": {"vae": args.vae, "gan": args.gan},
-                "train_seconds": seconds,
+                "training": seconds,
                 "vae": {**vae_likelihood, **vae_quality},
                 "gan": gan_quality,
                 "gan_fid_below_vae": gan_quality["fid_fmnist"] < vae_quality["fid_fmnist"],
