@@ -219,16 +219,28 @@ def encode(
 
 @app.command("eval")
 def eval_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A VAE run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A VAE or encoder run directory ('minilm' for code search).")],
     k: Annotated[int, typer.Option(help="Importance samples of the IWAE NLL estimate.")] = 100,
-    limit: Annotated[int, typer.Option(help="Only the first N test images (0: all).")] = 0,
+    limit: Annotated[int, typer.Option(help="Only the first N test images or texts (0: all).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed of the latent samples.")] = 0,
     checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
+    task: Annotated[
+        str | None, typer.Option(help="Encoders: classify | code-search (default: the run's own task).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Encoders: texts per forward pass.")] = 64,
+    max_length: Annotated[int | None, typer.Option(help="Code search: tokens per text (default 128).")] = None,
 ) -> None:
     """Test-set metrics as JSON. A VAE: negative ELBO and IWAE NLL in nats per image and, for a run
-    trained without one class (data.exclude_class), the AUROC of detecting that class as anomalies."""
+    trained without one class (data.exclude_class), the AUROC of detecting that class as anomalies.
+    An encoder: fortune-topic accuracy of a classifier run, or with --task code-search (any bert run,
+    or minilm) MRR and recall@k of finding each standard-library test function from its docstring."""
     import json
 
+    from genlab.recipes import encoder
+
+    if task is not None or encoder.is_encoder_run(run_dir):
+        typer.echo(json.dumps(encoder.evaluate(run_dir, task, checkpoint, limit, batch_size, max_length)))
+        return
     from genlab.recipes.generative import evaluate_vae
 
     typer.echo(json.dumps(evaluate_vae(run_dir, k, checkpoint, limit, seed)))

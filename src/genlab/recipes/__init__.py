@@ -33,9 +33,11 @@ def load_recipe(name: str) -> dict:
 
 
 def run_task(recipe: dict, **kwargs) -> object:
-    from genlab.recipes import classify, generative, lm
+    from genlab.recipes import classify, encoder, generative, lm
 
-    tasks = {"lm": lm.train, "classify": classify.train, "vae": generative.train_vae, "gan": generative.train_gan}
+    tasks = {"lm": lm.train, "classify": classify.train, "vae": generative.train_vae, "gan": generative.train_gan,
+             "encoder-pretrain": encoder.pretrain, "encoder-classify": encoder.train_classifier,
+             "encoder-distill": encoder.distill}  # fmt: skip
     task = recipe.get("task", "lm")
     if task not in tasks:
         raise ConfigError(f"unknown task '{task}'; choose from {sorted(tasks)}")

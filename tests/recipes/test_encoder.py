@@ -1,0 +1,234 @@
+"""Encoder recipes on tiny synthetic fortunes and a tiny package of Python functions (seconds each)."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from genlab import cli
+from genlab.core.config import from_dict
+from genlab.core.errors import ConfigError, TokenizerError
+from genlab.data import sources
+from genlab.recipes import encoder
+from genlab.recipes.embed import load_encoder
+from genlab.tokenizers import WordPieceTokenizer
+
+TOPICS = {
+    "art": "paint canvas museum brush color sculpture gallery artist",
+    "food": "bread cheese soup kitchen recipe spoon dinner butter",
+    "science": "atom physics energy theory experiment quantum cell laboratory",
+}
+TRAIN = {"max_steps": 16, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "eval_interval": 8, "eval_batches": 2,
+         "log_interval": 1, "progress": False, "tensorboard": False}  # fmt: skip
+TINY = {"preset": "bert-micro", "block_size": 32}  # 2 layers x 32 dims; vocabulary from the tokenizer
+GENERATOR = {
+    "preset": "bert-micro",
+    "block_size": 32,
+    "n_layer": 1,
+    "n_embd": 16,
+    "n_head": 2,
+    "embedding_size": 32,
+    "pooler": False,
+}
+DATA = {"min_entries": 10, "vocab_size": 300, "max_length": 32}
+
+
+@pytest.fixture
+def fortunes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Three topics of 40 fortunes each, drawn from topic words plus common words."""
+    folder = tmp_path / "fortunes"
+    folder.mkdir()
+    rng = random.Random(0)
+    common = ["the", "a", "of", "and", "is", "it", "to", "in"]
+    for topic, words in TOPICS.items():
+        entries = [" ".join(rng.choices(words.split(), k=5) + rng.choices(common, k=3)) for _ in range(40)]
+        (folder / topic).write_text("\n%\n".join(entries) + "\n%\n", encoding="utf-8")
+    monkeypatch.setattr(sources, "FORTUNES_DIR", folder)
+    return folder
+
+
+@pytest.fixture
+def code_root(tmp_path: Path) -> Path:
+    """Five packages of six documented functions each."""
+    root = tmp_path / "lib"
+    things = ["list", "dict", "string", "number", "file", "path", "socket", "queue"]
+    verbs = ["Return the length of", "Sort the items of", "Copy every element of", "Reverse the order of",
+             "Count the entries in", "Clear all values of"]  # fmt: skip
+    for p in range(5):
+        funcs = []
+        for i, verb in enumerate(verbs):
+            thing = things[(p + i) % len(things)]
+            funcs.append(f'def {verb.split()[0].lower()}_{thing}_{p}(self, {thing}):\n    """{verb} the {thing}."""\n'
+                         f"    return self.{verb.split()[1].lower()}({thing}, {p})\n")  # fmt: skip
+        (root / f"pkg{p}").mkdir(parents=True)
+        (root / f"pkg{p}" / "__init__.py").write_text("\n\n".join(funcs), encoding="utf-8")
+    return root
+
+
+def _code_data(root: Path) -> dict:
+    return {"corpus": "python-code", "vocab_size": 300, "max_length": 32, "val_size": 4,
+            "code": {"test_size": 6, "val_size": 4, "root": str(root)}}  # fmt: skip
+
+
+def _losses(trainer) -> list[float]:
+    return [row["train_loss"] for row in trainer.history if "train_loss" in row]
+
+
+def _classify(init="scratch", **train) -> dict:
+    return {"task": "encoder-classify", "init": init, "model": TINY if init == "scratch" else {},
+            "data": DATA, "train": {**TRAIN, "max_steps": 20, "lr": 1e-2, **train}}  # fmt: skip
+
+
+@pytest.mark.parametrize("objective", ["mlm", "electra", "codebert"])
+def test_pretraining_objectives_lower_the_loss(objective, fortunes, code_root, tmp_path) -> None:
+    data = _code_data(code_root) if objective == "codebert" else {"corpus": "fortunes", "vocab_size": 300,
+                                                                  "val_size": 10, "topics": DATA}  # fmt: skip
+    recipe = {"task": "encoder-pretrain", "objective": objective, "model": TINY, "generator": GENERATOR,
+              "data": data, "train": TRAIN}  # fmt: skip
+    trainer = encoder.pretrain(recipe, tmp_path / "run")
+    losses = _losses(trainer)
+    assert sum(losses[-3:]) < sum(losses[:3])
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["steps"] == 16 and results["train_flops"] == pytest.approx(
+        results["flops_per_token"] * results["tokens"]
+    )
+    assert results["tokens"] >= 16 * 8 * 3  # padded tokens of every batch
+    if objective == "mlm":
+        # The sampler replayed: the step count whose FLOPs match this run's own is its own.
+        same = {**recipe, "data": {**data, "tokenizer": str(tmp_path / "run")}}
+        assert encoder.pretrain_steps_for(same, results["train_flops"]) == 16
+        assert encoder.pretrain_steps_for(same, 2 * results["train_flops"]) in (31, 32, 33)
+        # The pretraining corpus leaves out the classifier's val and test texts.
+        held = encoder._load_classify_data(encoder.TopicData(**DATA)).held_out()
+        assert not held & set(encoder._pretrain_corpus(from_dict(encoder.PretrainData, data), 1337).train)
+    if objective == "codebert":
+        m = encoder.evaluate(tmp_path / "run")  # code search on the run's own test packages
+        assert m["task"] == "code-search" and m["queries"] == 6 and 0 < m["mrr"] <= 1 and m["recall@10"] == 1.0
+        with pytest.raises(TokenizerError, match="query 2 has no tokens"):
+            pairs = encoder.code_split(encoder.CodeData(6, 4, root=str(code_root))).test
+            enc = load_encoder(tmp_path / "run")
+            encoder.code_search(enc, [pairs[0], encoder.CodePair("", "x = 1", "m", "f")])
+
+
+def test_electra_costs_more_per_token_than_mlm(fortunes) -> None:
+    base = {"task": "encoder-pretrain", "model": TINY, "generator": GENERATOR, "train": TRAIN,
+            "data": {"corpus": "fortunes", "vocab_size": 300, "val_size": 10, "topics": DATA}}  # fmt: skip
+    mlm = encoder.pretrain_flops_per_token({**base, "objective": "mlm"})
+    electra = encoder.pretrain_flops_per_token({**base, "objective": "electra"})
+    codebert = encoder.pretrain_flops_per_token({**base, "objective": "codebert"})
+    assert mlm < electra < codebert  # the generator; codebert's second encoder pass
+
+
+def test_classifier_trains_scores_and_resumes_exactly(fortunes, tmp_path) -> None:
+    trainer = encoder.train_classifier(_classify(), tmp_path / "a")
+    assert sum(_losses(trainer)[-3:]) < sum(_losses(trainer)[:3])
+    a = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert a["classes"] == ["art", "food", "science"] and a["test_accuracy"] > 0.5  # chance is 1/3
+    assert encoder.evaluate(tmp_path / "a")["accuracy"] == a["test_accuracy"]
+    same_vocab = {"data": {**DATA, "tokenizer": str(tmp_path / "a")}}  # WordPiece training is not deterministic
+    encoder.train_classifier({**_classify(max_steps=8, decay_steps=20), **same_vocab}, tmp_path / "b")
+    encoder.train_classifier({**_classify(decay_steps=20), **same_vocab}, tmp_path / "b", resume=True)
+    b = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert b["test_accuracy"] == a["test_accuracy"] and b["test_loss"] == pytest.approx(a["test_loss"], abs=1e-6)
+
+
+def test_finetune_a_pretraining_run_then_distill_it(fortunes, tmp_path) -> None:
+    pre = {"task": "encoder-pretrain", "objective": "electra", "model": TINY, "generator": GENERATOR,
+           "data": {"corpus": "fortunes", "vocab_size": 300, "val_size": 10, "topics": DATA},
+           "train": {**TRAIN, "max_steps": 4}}  # fmt: skip
+    encoder.pretrain(pre, tmp_path / "pre")
+    recipe = {**_classify(init=str(tmp_path / "pre")), "model": {"classifier": "electra", "dropout": 0.0}}
+    encoder.train_classifier(recipe, tmp_path / "cls")
+    assert json.loads((tmp_path / "cls" / "results.json").read_text())["init"] == str(tmp_path / "pre")
+    pretrained = load_encoder(tmp_path / "pre").model  # the ELECTRA discriminator
+    fresh_model = encoder.Bert(load_encoder(tmp_path / "cls").model.config)
+    fresh = encoder.transfer_encoder(fresh_model, pretrained.state_dict(), "pre")
+    assert {k.split(".")[0] for k in fresh} == {"classifier", "classifier_dense"}  # only the new head
+    assert torch.equal(fresh_model.blocks[1].ln2.weight, pretrained.blocks[1].ln2.weight)
+    with pytest.raises(ConfigError, match="model.n_layer comes with the weights"):
+        encoder.train_classifier({**recipe, "model": {"n_layer": 3}}, tmp_path / "bad")
+
+    distill = {"task": "encoder-distill", "teacher": str(tmp_path / "cls"), "train": {**TRAIN, "max_steps": 8},
+               "speed": {"batch_size": 16, "repeats": 1}}  # fmt: skip
+    trainer = encoder.distill(distill, tmp_path / "student")
+    assert sum(_losses(trainer)[-3:]) < sum(_losses(trainer)[:3])
+    r = json.loads((tmp_path / "student" / "results.json").read_text())
+    assert (r["teacher_layers"], r["student_layers"]) == (2, 1) and r["speedup"] > 0
+    assert r["accuracy_retained"] == pytest.approx(r["test_accuracy"] / r["teacher_test_accuracy"])
+    assert encoder.evaluate(tmp_path / "student")["accuracy"] == r["test_accuracy"]
+
+
+def _cli(capsys, *args) -> tuple[int, str, str]:
+    """``genlab ARGS`` in-process: (exit code, stdout, stderr)."""
+    argv, sys.argv = sys.argv, ["genlab", *map(str, args)]
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    finally:
+        sys.argv = argv
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_bad_inputs_give_one_line_errors(fortunes, tmp_path, capsys) -> None:
+    with pytest.raises(ConfigError, match="exceeds the model's position table of 32 tokens"):
+        encoder.train_classifier({**_classify(), "data": {**DATA, "max_length": 64}}, tmp_path / "r")
+    long = {**DATA, "max_length": 6}
+    with pytest.raises(TokenizerError, match="more than max_length=6"):
+        encoder.train_classifier({**_classify(), "data": {**long, "truncation": "error"}}, tmp_path / "r")
+    encoder.train_classifier({**_classify(max_steps=2), "data": long}, tmp_path / "run")  # truncates with a warning
+    assert "of 84 train texts are longer than 6 tokens; truncated" in capsys.readouterr().err
+    code, out, _ = _cli(capsys, "eval", tmp_path / "run")
+    assert code == 0 and json.loads(out)["task"] == "classify"  # the run's own task
+
+    enc = load_encoder(tmp_path / "run")
+    done = encoder.tokenize(enc.tokenizer, ["", "paint the canvas"], 32, "warn", "texts")
+    both = encoder.classifier_logits(enc.model, enc.tokenizer, done)  # an empty text is [CLS] [SEP]
+    alone = encoder.classifier_logits(enc.model, enc.tokenizer, encoder.tokenize(enc.tokenizer, ["paint the canvas"],
+                                                                                 32, "warn", "texts"))  # fmt: skip
+    assert torch.isfinite(both).all() and torch.allclose(both[1], alone[0], atol=1e-5)  # padding changes nothing
+
+    WordPieceTokenizer.train(["a b c d e f g"] * 3, vocab_size=40).save(tmp_path / "run")  # someone else's
+    with pytest.raises(TokenizerError, match="do not belong together") as e:
+        encoder.evaluate(tmp_path / "run")
+    assert "\n" not in str(e.value)
+
+    other = tmp_path / "gpt-run"
+    other.mkdir()
+    (other / "config.yaml").write_text("task: lm\nmodel: {family: gpt, n_layer: 2}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is a gpt run .task lm.; code search embeds with a bert encoder"):
+        encoder.evaluate(other, "code-search")
+    code, out, err = _cli(capsys, "eval", other, "--task", "code-search")
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "is a gpt run" in err
+    with pytest.raises(ConfigError, match="is a 'lm' run, not a fortune-topic classifier"):
+        encoder.evaluate(other, "classify")
+    with pytest.raises(ConfigError, match="unknown evaluation task 'ranking'"):
+        encoder.evaluate(other, "ranking")
+    assert not encoder.is_encoder_run(other) and encoder.is_encoder_run("minilm")
+    with pytest.raises(ConfigError, match="unknown objective 'xlnet'"):
+        encoder.pretrain({"task": "encoder-pretrain", "objective": "xlnet", "data": {"topics": DATA}}, tmp_path / "x")
+
+
+def test_every_bert_recipe_parses_and_names_a_bert_model() -> None:
+    from genlab.recipes import list_recipes, load_recipe
+    from genlab.recipes.runs import model_config
+
+    kinds = {"encoder-pretrain": encoder.PretrainRecipe, "encoder-classify": encoder.ClassifyRecipe,
+             "encoder-distill": encoder.DistillRecipe}  # fmt: skip
+    names = [n for n in list_recipes() if n.startswith("bert/")]
+    assert len(names) >= 8
+    for name in names:
+        recipe = load_recipe(name)
+        r = from_dict(kinds[recipe["task"]], recipe)
+        if recipe["task"] == "encoder-pretrain":
+            assert r.objective in encoder.OBJECTIVES and r.data.corpus in encoder.CORPORA
+            assert isinstance(model_config(r.model), encoder.BertConfig)
+        if recipe["task"] == "encoder-classify" and r.init == "scratch":
+            assert isinstance(model_config(r.model), encoder.BertConfig)
