@@ -75,7 +75,27 @@ def _training_batches(text_or_iterator: str | Iterable[str]) -> Iterator[str]:
             yield item
 
 
-class BPETokenizer:
+class HFTokenizerFile:
+    """``fingerprint()`` and ``save()`` for the tokenizers that wrap a Hugging Face ``Tokenizer`` as ``self.hf``."""
+
+    hf: Tokenizer
+
+    def fingerprint(self) -> str:
+        """sha256 of the serialized tokenizer: equal fingerprints mean identical encodings."""
+        return hashlib.sha256(self.hf.to_str().encode("utf-8")).hexdigest()
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the Hugging Face ``directory/tokenizer.json`` (atomically); return its path."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / TOKENIZER_FILE
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        self.hf.save(str(tmp), pretty=True)
+        os.replace(tmp, path)
+        return path
+
+
+class BPETokenizer(HFTokenizerFile):
     """A byte-level BPE tokenizer wrapping a ``tokenizers.Tokenizer``."""
 
     kind = "bpe"
@@ -154,21 +174,6 @@ class BPETokenizer:
 
     def id_to_token(self, token_id: int) -> str | None:
         return self.hf.id_to_token(token_id)
-
-    # ---------------------------------------------------------------- identity and files
-    def fingerprint(self) -> str:
-        """sha256 of the serialized tokenizer: equal fingerprints mean identical encodings."""
-        return hashlib.sha256(self.hf.to_str().encode("utf-8")).hexdigest()
-
-    def save(self, directory: str | Path) -> Path:
-        """Write the Hugging Face ``directory/tokenizer.json`` (atomically); return its path."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / TOKENIZER_FILE
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        self.hf.save(str(tmp), pretty=True)
-        os.replace(tmp, path)
-        return path
 
     @classmethod
     def from_file(cls, path: str | Path) -> BPETokenizer:

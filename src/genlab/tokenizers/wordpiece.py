@@ -20,8 +20,6 @@ Tier 1: imports only ``genlab.core``, numpy and the ``tokenizers`` library.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from genlab.core.errors import TokenizerError
+from genlab.tokenizers.bpe import HFTokenizerFile, _one_line
 from genlab.tokenizers.char import TOKENIZER_FILE
 
 CLS_TOKEN, SEP_TOKEN, PAD_TOKEN, MASK_TOKEN, UNK_TOKEN = "[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]"
@@ -41,11 +40,6 @@ SPECIAL_TOKENS = (PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN)
 TRUNCATION = ("warn", "silent", "error")
 
 Text = str | tuple[str, str]  # one text, or a pair (sentence A, sentence B)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 @dataclass
@@ -70,7 +64,7 @@ class Batch:
     token_type_ids: np.ndarray
 
 
-class WordPieceTokenizer:
+class WordPieceTokenizer(HFTokenizerFile):
     """A BERT-style WordPiece tokenizer wrapping a ``tokenizers.Tokenizer``."""
 
     kind = "wordpiece"
@@ -236,21 +230,6 @@ class WordPieceTokenizer:
             tok.enable_truncation(max_length)
             self._truncating[max_length] = tok
         return self._truncating[max_length]
-
-    # ---------------------------------------------------------------- identity and files
-    def fingerprint(self) -> str:
-        """sha256 of the serialized tokenizer: equal fingerprints mean identical encodings."""
-        return hashlib.sha256(self.hf.to_str().encode("utf-8")).hexdigest()
-
-    def save(self, directory: str | Path) -> Path:
-        """Write the Hugging Face ``directory/tokenizer.json`` (atomically); return its path."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / TOKENIZER_FILE
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        self.hf.save(str(tmp), pretty=True)
-        os.replace(tmp, path)
-        return path
 
     @classmethod
     def from_file(cls, path: str | Path) -> WordPieceTokenizer:
