@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from genlab.core.errors import DataError
+from genlab.data.batches import ShuffledBatches
 from genlab.data.code import (
     CodePair,
     docstring_summary,
@@ -18,7 +19,6 @@ from genlab.data.code import (
     stdlib_pairs,
 )
 from genlab.data.text_tasks import (
-    ShuffledBatches,
     fortune_corpus,
     fortune_topics,
     length_sorted_batches,

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from genlab.core.errors import DataError
+from genlab.data.batches import ShuffledBatches
 from genlab.data.sources import resolve
 
 #: IDX element-type codes and their big-endian numpy dtypes.
@@ -187,13 +188,12 @@ def select(
     return images[keep], labels[keep]
 
 
-class ImageBatches:
+class ImageBatches(ShuffledBatches):
     """Endless shuffled mini-batches ``(x, y)``: x float32 (B, 1, H, W) in [0, 1], y int64 (B,).
 
-    Each epoch is a fresh permutation drawn from a seeded ``torch.Generator``; the state
-    (the generator before this epoch's draw and the position in it) resumes exactly.
-    Under data parallelism all ranks draw the same permutation and each takes its slice
-    of every global batch, so N processes see what one process with the global batch sees.
+    The order is :class:`~genlab.data.batches.ShuffledBatches`'s: a fresh seeded permutation each
+    epoch, exact resume from ``state_dict()``, and under data parallelism each rank takes its
+    slice of every global batch, so N processes see what one process with the global batch sees.
     """
 
     def __init__(
@@ -209,36 +209,11 @@ class ImageBatches:
             raise DataError(f"{len(images)} images cannot fill a global batch of {batch_size * world_size}")
         self.images = torch.from_numpy(np.ascontiguousarray(images))  # uint8 (N, H, W)
         self.labels = torch.from_numpy(labels.astype(np.int64))
-        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self._new_epoch()
+        super().__init__(len(images), batch_size, self._collate, seed, rank, world_size)
 
-    def _new_epoch(self) -> None:
-        self._epoch_state = self.generator.get_state()
-        self.perm = torch.randperm(len(self.images), generator=self.generator)
-        self.pos = 0
-
-    def __iter__(self) -> ImageBatches:
-        return self
-
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        glob = self.batch_size * self.world_size
-        if self.pos + glob > len(self.perm):  # drop the ragged tail, start a new epoch
-            self._new_epoch()
-        start = self.pos + self.rank * self.batch_size
-        index = self.perm[start : start + self.batch_size]
-        self.pos += glob
+    def _collate(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.from_numpy(index)
         return to_float(self.images[index]), self.labels[index]
-
-    def state_dict(self) -> dict:
-        return {"generator": self._epoch_state, "pos": self.pos, "global_batch_size": self.batch_size * self.world_size}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["global_batch_size"] != self.batch_size * self.world_size:
-            raise DataError("resume with the same global batch size the run was started with")
-        self.generator.set_state(state["generator"])
-        self._new_epoch()
-        self.pos = int(state["pos"])
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

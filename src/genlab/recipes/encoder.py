@@ -67,8 +67,9 @@ import torch.nn.functional as F
 from genlab.core.config import from_dict, merge, save_yaml, to_dict
 from genlab.core.errors import CheckpointError, ConfigError, GenlabError, TokenizerError
 from genlab.core.seed import seed_everything
+from genlab.data.batches import ShuffledBatches
 from genlab.data.code import CodePair, CodeSearchSplit, split_by_package, stdlib_pairs
-from genlab.data.text_tasks import ShuffledBatches, TopicDataset, fortune_corpus, fortune_topics, length_sorted_batches
+from genlab.data.text_tasks import TopicDataset, fortune_corpus, fortune_topics, length_sorted_batches
 from genlab.eval.retrieval import ranking_metrics
 from genlab.models.bert import Bert, BertConfig, electra_pair
 from genlab.objectives.distill import distillation_loss, init_student_from_teacher
