@@ -237,6 +237,8 @@ def test_exclude_class_removes_it_from_training(tmp_path, monkeypatch):
 
 
 def test_classifier_augmented_with_a_conditional_vae(vae_runs, tmp_path, monkeypatch):
+    import numpy as np
+
     import genlab.recipes.classify as classify
 
     sizes = []
@@ -248,7 +250,7 @@ def test_classifier_augmented_with_a_conditional_vae(vae_runs, tmp_path, monkeyp
     clf["data"].update({"label_fraction": 0.1, "augment_run": str(vae_runs / "cvae-no3"), "augment_per_class": 7})
     classify.train(clf, tmp_path / "clf")
     real = sizes[0][0] - 70
-    assert 0 < real < 160 and (sizes[0][1][-70:] == __import__("numpy").repeat(range(10), 7)).all()
+    assert 0 < real < 160 and (sizes[0][1][-70:] == np.repeat(range(10), 7)).all()
     clf["data"]["augment_run"] = str(vae_runs / "vae")
     with pytest.raises(ConfigError, match="unconditional"):
         classify.train(clf, tmp_path / "clf2")

@@ -9,6 +9,7 @@ At every evaluation a grid of samples is written to ``<run>/samples/step-XXXXXXX
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from genlab.models import build_model, family_of
 from genlab.models.gan import GAN, gan_parts
 from genlab.models.vae import VAE
 from genlab.objectives.adversarial import discriminator_step, generator_step
-from genlab.objectives.elbo import gaussian_kl, iwae_nll, kl_warmup, negative_elbo, vae_loss
+from genlab.objectives.elbo import elbo_terms, iwae_nll, kl_warmup, negative_elbo, vae_loss
 from genlab.recipes.grid import save_grid
 from genlab.recipes.runs import check_run_dir, create_run_dir, model_config, read_run_config
 from genlab.training.checkpoint import find_checkpoint, load_weights
@@ -97,9 +98,15 @@ def _setup(recipe: dict, run_dir: Path, resume: bool, overwrite: bool, family: s
     return r, rt, cfg, data, val
 
 
-def _fid_metric(r: GenerativeRecipe, val_x: torch.Tensor, sample):
+def _draw(model: nn.Module, n: int, generator: torch.Generator, chunk: int = 500) -> torch.Tensor:
+    """n samples (n, C, H, W) of a VAE or GAN, ``chunk`` at a time; a conditional model cycles through the classes."""
+    sizes = [min(chunk, n - i) for i in range(0, n, chunk)]
+    return torch.cat([model.sample(m, _grid_labels(model.config, m), generator=generator) for m in sizes])
+
+
+def _fid_metric(r: GenerativeRecipe, val_x: torch.Tensor, model: Callable[[], nn.Module]):
     """FID-FMNIST of ``r.fid_samples`` samples against the validation images, in the features of the
-    classifier run ``r.fid_classifier``; None when none is configured. ``sample(n, generator)`` draws."""
+    classifier run ``r.fid_classifier``; None when none is configured. ``model()`` is the VAE or GAN."""
     if not r.fid_classifier:
         return None
     from genlab.eval.sample_quality import extract, feature_stats, frechet_distance
@@ -112,7 +119,7 @@ def _fid_metric(r: GenerativeRecipe, val_x: torch.Tensor, sample):
 
     def fid() -> float:
         gen = torch.Generator().manual_seed(0)
-        fake = torch.cat([sample(min(500, r.fid_samples - i), gen) for i in range(0, r.fid_samples, 500)])
+        fake = _draw(model(), r.fid_samples, gen)
         return frechet_distance(*feature_stats(extract(clf.embed, fake)), *real)
 
     return fid
@@ -137,7 +144,7 @@ def train_vae(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool
     def loss(models, batch):  # `trainer.step` is the step being taken, also after a resume
         return vae_loss(models["model"], batch, beta=v.beta, kl_weight=kl_warmup(trainer.step, v.kl_warmup_steps))
 
-    fid = _fid_metric(r, val_x, lambda n, gen: unwrap(model).sample(n, _grid_labels(cfg, n), generator=gen))
+    fid = _fid_metric(r, val_x, lambda: unwrap(model))
 
     @torch.no_grad()
     def evaluate(models):
@@ -187,7 +194,7 @@ def train_gan(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool
             nrow=_grid_rows(cfg),
         )
 
-    fid = _fid_metric(r, val_x, lambda n, gen: gan.sample(n, _grid_labels(cfg, n), generator=gen))
+    fid = _fid_metric(r, val_x, lambda: gan)
 
     def evaluate(models):  # a GAN has no likelihood: with a classifier, the best checkpoint is the lowest FID
         value = fid()
@@ -247,8 +254,7 @@ def score_samples(run_dir: Path, classifier_dir: Path, n: int = 10_000, seed: in
     train_images, _ = load_images(source, "train")
     test_images, _ = load_images(source, "test")
     gen = torch.Generator().manual_seed(seed)
-    fake = torch.cat([model.sample(min(500, n - i), _grid_labels(model.config, min(500, n - i)), generator=gen)
-                      for i in range(0, n, 500)])  # fmt: skip
+    fake = _draw(model, n, gen)
     test = to_float(torch.from_numpy(test_images[:n]))
     idx = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))[:n].numpy()
     train = to_float(torch.from_numpy(train_images[idx]))
@@ -373,9 +379,10 @@ def evaluate_vae(run_dir: Path, k: int = 100, which: str = "best", limit: int = 
     step = 250
     for i in tqdm(range(0, len(x), step), desc=f"test likelihood (k={k})", unit="batch", leave=False):
         yb = y[i : i + step] if model.config.n_classes else None
-        nelbo.append(negative_elbo(model, x[i : i + step], yb))
+        recon, kl_b = elbo_terms(model(x[i : i + step], yb), x[i : i + step], model.config.likelihood)
+        nelbo.append(recon + kl_b)  # = negative_elbo, keeping the KL term apart
+        kl.append(kl_b)
         nll.append(iwae_nll(model, x[i : i + step], yb, k=k, generator=gen))
-        kl.append(gaussian_kl(*model.encode(x[i : i + step], yb)))
     nelbo_t, nll_t, kl_t = (torch.cat(t).double() for t in (nelbo, nll, kl))
     held_out = int(recipe["data"].get("exclude_class", -1))
     inside = y != held_out
