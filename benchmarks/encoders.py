@@ -8,7 +8,9 @@ Prints one JSON object (training logs go to stderr):
   mean pooling with the same tokenizer), genlab MLM-only pretraining and CodeBERT-style bimodal
   pretraining (MLM + replaced-token detection). The two pretraining runs share one tokenizer and
   one batch and model size; the MLM run gets the step count that makes its training FLOPs
-  (``torch.utils.flop_counter`` per token x padded tokens) equal to CodeBERT's.
+  (``torch.utils.flop_counter`` per token x padded tokens) equal to CodeBERT's. Then the same
+  code-search fine-tuning (``bert/code-search``: in-batch InfoNCE on the training pairs, the best
+  checkpoint by validation MRR) from random weights, from MLM and from CodeBERT-style pretraining.
 - ``fortunes``: 17-topic test accuracy of a bert-mini trained from scratch, MiniLM fine-tuned,
   bert-mini fine-tuned from MLM and from ELECTRA pretraining, and a DistilBERT-style student of the
   best genlab classifier (by validation loss) with its inference speed-up (test set, same batch
@@ -19,7 +21,7 @@ Prints one JSON object (training logs go to stderr):
 Every genlab model on one task uses one WordPiece vocabulary (Hugging Face tokenizers' training
 is not deterministic, so independently trained vocabularies would add noise to the comparisons).
 
-    OMP_NUM_THREADS=1 python benchmarks/encoders.py [--out DIR] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/encoders.py [--out DIR] [--only code-search|fortunes] [--quick]
 
 ``--quick`` cuts every budget to a few steps (a smoke test of the script, minutes in all).
 """
@@ -89,8 +91,18 @@ def code_search_table(out: Path, quick: bool) -> dict:
     for name, run, r in (("genlab_mlm_only", "code-mlm", mlm), ("codebert_style", "code-codebert", codebert)):
         rows[name] = {**rounded(encoder.evaluate(out / run, "code-search", limit=limit)), "compute": compute(r)}
     delta = {k: round(rows["codebert_style"][k] - rows["genlab_mlm_only"][k], 4) for k in ("mrr", "recall@10")}
+    # the same code-search fine-tuning from each starting point (random weights: the same tokenizer)
+    starts = {"scratch": {"init": "scratch", **tok}, "from_mlm": {"init": out / "code-mlm"},
+              "from_codebert": {"init": out / "code-codebert"}}  # fmt: skip
+    tuned = {}
+    for name, over in starts.items():
+        r = train("code-search", out / f"search-{name}", quick, **over)
+        tuned[name] = {k.removeprefix("test_"): round(v, 4) for k, v in r.items() if k.startswith("test_")}
+        tuned[name].update(steps=r["steps"], train_seconds=round(r["train_seconds"], 1))
+    tuned["codebert_minus_mlm"] = {k: round(tuned["from_codebert"][k] - tuned["from_mlm"][k], 4)
+                                   for k in ("mrr", "recall@10")}  # fmt: skip
     return {"queries": len(pairs), "candidates": len(pairs), "max_length": encoder.CODE_SEARCH_MAX_LENGTH,
-            **rows, "codebert_minus_mlm": delta,
+            "zero_shot": {**rows, "codebert_minus_mlm": delta}, "finetuned": tuned,
             "flops_ratio_codebert_over_mlm": round(codebert["train_flops"] / mlm["train_flops"], 4)}  # fmt: skip
 
 
@@ -142,14 +154,17 @@ def fortunes_table(out: Path, quick: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    ap.add_argument("--only", choices=["code-search", "fortunes"], help="one part of the benchmark (default: both)")
     ap.add_argument("--quick", action="store_true", help="a few steps per run: a smoke test of the script")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="genlab-bench-encoders-"))
     start = time.perf_counter()
     try:
         report = {"threads": torch.get_num_threads(), "torch": torch.__version__, "quick": args.quick}
-        report["code_search"] = code_search_table(out, args.quick)
-        report.update(fortunes_table(out, args.quick))
+        if args.only in (None, "code-search"):
+            report["code_search"] = code_search_table(out, args.quick)
+        if args.only in (None, "fortunes"):
+            report.update(fortunes_table(out, args.quick))
         report["seconds"] = round(time.perf_counter() - start)
     finally:
         if args.out is None:

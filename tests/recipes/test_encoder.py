@@ -26,6 +26,7 @@ TOPICS = {
 TRAIN = {"max_steps": 16, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "eval_interval": 8, "eval_batches": 2,
          "log_interval": 1, "progress": False, "tensorboard": False}  # fmt: skip
 TINY = {"preset": "bert-micro", "block_size": 32}  # 2 layers x 32 dims; vocabulary from the tokenizer
+TINY_LAYERS = 2
 GENERATOR = {
     "preset": "bert-micro",
     "block_size": 32,
@@ -113,6 +114,29 @@ def test_pretraining_objectives_lower_the_loss(objective, fortunes, code_root, t
             pairs = encoder.code_split(encoder.CodeData(6, 4, root=str(code_root))).test
             enc = load_encoder(tmp_path / "run")
             encoder.code_search(enc, [pairs[0], encoder.CodePair("", "x = 1", "m", "f")])
+
+
+def test_retrieval_finetuning_learns_code_search(code_root, tmp_path) -> None:
+    code = {"test_size": 6, "val_size": 4, "root": str(code_root)}
+    pre = {"task": "encoder-pretrain", "objective": "mlm", "model": TINY, "data": _code_data(code_root),
+           "train": {**TRAIN, "max_steps": 4}}  # fmt: skip
+    encoder.pretrain(pre, tmp_path / "pre")
+    recipe = {"task": "encoder-retrieval", "init": str(tmp_path / "pre"), "data": {"code": code, "max_length": 32},
+              "train": {**TRAIN, "max_steps": 24, "lr": 3e-3, "eval_interval": 12}}  # fmt: skip
+    trainer = encoder.train_retrieval(recipe, tmp_path / "ret")
+    assert sum(_losses(trainer)[-3:]) < sum(_losses(trainer)[:3])
+    assert all("val_mrr" in row for row in trainer.history if "val_loss" in row)
+    r = json.loads((tmp_path / "ret" / "results.json").read_text())
+    assert r["init"] == str(tmp_path / "pre") and r["candidates"] == 6
+    # genlab eval scores the best checkpoint on the run's own test packages: the same figures
+    m = encoder.evaluate(tmp_path / "ret")
+    assert m["task"] == "code-search" and m["mrr"] == pytest.approx(r["test_mrr"])
+    assert r["best_val_mrr"] == max(row["val_mrr"] for row in trainer.history if "val_mrr" in row)
+    fine = load_encoder(tmp_path / "ret").model
+    assert fine.config.heads == [] and fine.config.n_layer == TINY_LAYERS
+    with pytest.raises(ConfigError, match="model.n_embd comes with the weights"):
+        encoder.train_retrieval({**recipe, "model": {"n_embd": 64}}, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_electra_costs_more_per_token_than_mlm(fortunes) -> None:
@@ -221,9 +245,9 @@ def test_every_bert_recipe_parses_and_names_a_bert_model() -> None:
     from genlab.recipes.runs import model_config
 
     kinds = {"encoder-pretrain": encoder.PretrainRecipe, "encoder-classify": encoder.ClassifyRecipe,
-             "encoder-distill": encoder.DistillRecipe}  # fmt: skip
+             "encoder-distill": encoder.DistillRecipe, "encoder-retrieval": encoder.RetrievalRecipe}  # fmt: skip
     names = [n for n in list_recipes() if n.startswith("bert/")]
-    assert len(names) >= 8
+    assert len(names) >= 9 and set(kinds) == set(encoder.ENCODER_TASKS)
     for name in names:
         recipe = load_recipe(name)
         r = from_dict(kinds[recipe["task"]], recipe)

@@ -37,7 +37,7 @@ def run_task(recipe: dict, **kwargs) -> object:
 
     tasks = {"lm": lm.train, "classify": classify.train, "vae": generative.train_vae, "gan": generative.train_gan,
              "encoder-pretrain": encoder.pretrain, "encoder-classify": encoder.train_classifier,
-             "encoder-distill": encoder.distill}  # fmt: skip
+             "encoder-distill": encoder.distill, "encoder-retrieval": encoder.train_retrieval}  # fmt: skip
     task = recipe.get("task", "lm")
     if task not in tasks:
         raise ConfigError(f"unknown task '{task}'; choose from {sorted(tasks)}")

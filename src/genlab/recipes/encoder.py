@@ -1,6 +1,6 @@
 """Encoder recipes: pretraining (MLM, ELECTRA, CodeBERT-style), fine-tuning, distillation, evaluation.
 
-Three tasks, each a YAML under ``configs/bert/`` trained through the shared Trainer (progress
+Four tasks, each a YAML under ``configs/bert/`` trained through the shared Trainer (progress
 bar, metrics, best/last checkpoints, Ctrl-C, exact resume):
 
 ``encoder-pretrain`` (``objective: mlm | electra | codebert``) on a ``data.corpus``:
@@ -42,6 +42,12 @@ teacher's layers, initialised from every other teacher layer, trained on soft ta
 labels + the cosine of the last hidden states. ``results.json`` has the test accuracy of both,
 the accuracy retained and the inference speed-up measured in the same process.
 
+``encoder-retrieval``: a bi-encoder fine-tuned for code search on the training packages' pairs:
+the docstring and the code are embedded apart (mean-pooled, normalised) and each docstring must
+pick its code among the batch (in-batch InfoNCE, :mod:`genlab.objectives.contrastive`), the
+fine-tuning CodeBERT's paper scores code search with. ``init`` as for ``encoder-classify``; the
+best checkpoint is the highest validation MRR, and ``results.json`` has its test MRR and recall@k.
+
 ``genlab eval RUN`` scores a classifier run on its test split; ``genlab eval RUN --task
 code-search`` (or ``minilm``) ranks all test functions for each docstring query by the cosine of
 mean-pooled embeddings (:func:`code_search`) and reports MRR and recall@k.
@@ -72,6 +78,7 @@ from genlab.data.code import CodePair, CodeSearchSplit, split_by_package, stdlib
 from genlab.data.text_tasks import TopicDataset, fortune_corpus, fortune_topics, length_sorted_batches
 from genlab.eval.retrieval import ranking_metrics
 from genlab.models.bert import Bert, BertConfig, electra_pair
+from genlab.objectives.contrastive import info_nce
 from genlab.objectives.distill import distillation_loss, init_student_from_teacher
 from genlab.objectives.electra import electra_loss, replaced_token_detection
 from genlab.objectives.masked_lm import IGNORE_INDEX, mask_tokens, masked_lm_loss
@@ -84,7 +91,7 @@ from genlab.training.engine import Phase, TrainConfig, Trainer
 from genlab.training.optim import adamw
 from genlab.training.runtime import Runtime, unwrap
 
-ENCODER_TASKS = ("encoder-pretrain", "encoder-classify", "encoder-distill")
+ENCODER_TASKS = ("encoder-pretrain", "encoder-classify", "encoder-distill", "encoder-retrieval")
 OBJECTIVES = ("mlm", "electra", "codebert")
 CORPORA = ("fortunes", "python-code")
 SCRATCH = "scratch"
@@ -167,6 +174,28 @@ class ClassifyRecipe:
     model: dict = field(default_factory=dict)  # scratch: the architecture (default preset bert-mini);
     # otherwise only FINETUNE_FIELDS (the run directory's config.yaml holds the resolved model)
     data: TopicData = field(default_factory=TopicData)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class RetrievalData:
+    code: CodeData = field(default_factory=CodeData)
+    max_length: int = CODE_SEARCH_MAX_LENGTH  # tokens per docstring and per code (code search's limit)
+    truncation: str = "warn"
+    vocab_size: int = 8192  # init: scratch: a WordPiece vocabulary trained on the training pairs
+    tokenizer: str = ""  # init: scratch: or a folder with tokenizer.json, minilm
+    bucket: int = 50  # training batches drawn together and sorted by code length; 0: off
+
+
+@dataclass
+class RetrievalRecipe:
+    task: str = "encoder-retrieval"
+    init: str = SCRATCH  # scratch | minilm | a bert run directory | a Hugging Face BERT folder
+    checkpoint: str = "best"
+    model: dict = field(default_factory=dict)  # scratch: the architecture (default preset bert-mini)
+    data: RetrievalData = field(default_factory=RetrievalData)
+    temperature: float = 0.05  # of the in-batch softmax over cosines
+    eval_batch_size: int = 64
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -571,11 +600,15 @@ def _train_or_load_tokenizer(name: str, texts: list[str], vocab_size: int) -> Wo
 # --- classification ------------------------------------------------------------------------------
 
 
-def _classifier_config(r: ClassifyRecipe, n_classes: int, vocab: int | None, source: BertConfig | None):
-    over = {"heads": ["sequence"], "num_labels": n_classes}
+def _finetune_config(r, over: dict, vocab: int | None, source: BertConfig | None, default: dict) -> BertConfig:
+    """The model of a fine-tuning run (``r.model`` with ``over``): for ``init: scratch`` the
+    architecture ``r.model`` names (``default`` if none), else the source's with only FINETUNE_FIELDS changed."""
     if source is None:
-        base = {} if {"preset", "family"} & set(r.model) else {"preset": "bert-mini"}
-        return model_config({**base, **r.model, **over}, vocab_size=vocab)
+        base = {} if {"preset", "family"} & set(r.model) else default
+        cfg = model_config({**base, **r.model, **over}, vocab_size=vocab)
+        if not isinstance(cfg, BertConfig):
+            raise ConfigError(f"{r.task} trains a bert model, not {type(cfg).__name__}")
+        return cfg
     extra = [k for k in r.model if k not in FINETUNE_FIELDS]
     if extra:
         raise ConfigError(
@@ -583,6 +616,11 @@ def _classifier_config(r: ClassifyRecipe, n_classes: int, vocab: int | None, sou
             f"{', '.join('model.' + k for k in FINETUNE_FIELDS)}"
         )
     return from_dict(BertConfig, merge(to_dict(source), {**r.model, **over}), "model")
+
+
+def _classifier_config(r: ClassifyRecipe, n_classes: int, vocab: int | None, source: BertConfig | None):
+    over = {"heads": ["sequence"], "num_labels": n_classes}
+    return _finetune_config(r, over, vocab, source, {"preset": "bert-mini"})
 
 
 def classifier_logits(model: Bert, tok: WordPieceTokenizer, done: Tokenized, batch_size: int = 64) -> torch.Tensor:
@@ -801,6 +839,93 @@ def distill(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool =
     return trainer
 
 
+# --- retrieval fine-tuning ---------------------------------------------------------------------------
+
+
+def _retrieval_config(r: RetrievalRecipe, vocab: int | None, source: BertConfig | None) -> BertConfig:
+    return _finetune_config(r, {"heads": []}, vocab, source, {"preset": "bert-mini", "pooler": False})
+
+
+def retrieval_loss(temperature: float):
+    """Docstrings and codes embedded apart by the one encoder; each docstring's code among the batch."""
+
+    def loss(models, batch):
+        m, q, c = models["model"], batch["query"], batch["code"]
+        return info_nce(m.embed(q["input_ids"], q["attention_mask"]), m.embed(c["input_ids"], c["attention_mask"]),
+                        temperature)  # fmt: skip
+
+    return loss
+
+
+def train_retrieval(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
+    r: RetrievalRecipe = from_dict(RetrievalRecipe, recipe)
+    rt = Runtime.from_env(r.train.device, r.train.dtype)
+    _single_process(rt, "encoder-retrieval")
+    check_run_dir(run_dir, resume, overwrite)
+    log = _log(rt)
+    split = code_split(r.data.code)
+    init_state = None
+    if resume:
+        tok = _run_tokenizer(run_dir)
+        cfg = model_config(read_run_config(run_dir)["model"])
+    elif r.init == SCRATCH:
+        texts = [s for p in split.train for s in (p.query, p.code)]
+        tok = _train_or_load_tokenizer(r.data.tokenizer, texts, r.data.vocab_size)
+        cfg = _retrieval_config(r, tok.vocab_size, None)
+    else:
+        source = load_encoder(r.init, r.checkpoint)
+        tok, init_state = source.tokenizer, source.model.state_dict()
+        cfg = _retrieval_config(r, None, source.model.config)
+    if tok.vocab_size != cfg.vocab_size:
+        raise TokenizerError(f"{run_dir}: the tokenizer has {tok.vocab_size:,} tokens but the model "
+                             f"{cfg.vocab_size:,}: they do not belong together")  # fmt: skip
+    limit = _max_length(r.data.max_length, cfg, "data")
+    queries = tokenize(tok, [p.query for p in split.train], limit, r.data.truncation, "training docstrings")
+    codes = tokenize(tok, [p.code for p in split.train], limit, r.data.truncation, "training codes")
+    create_run_dir(run_dir, resume, overwrite)
+    seed_everything(r.train.seed)
+    model = Bert(cfg)
+    fresh = transfer_encoder(model, init_state, r.init) if init_state is not None else []
+    model = model.to(rt.device)
+    if not resume:
+        tok.save(run_dir)
+        save_yaml(merge(to_dict(r), {"model": {"family": "bert", **to_dict(cfg)}}), run_dir / "config.yaml")
+    t = r.train
+    data = ShuffledBatches(
+        len(split.train), t.batch_size, lambda rows: {"query": collate(tok, queries, rows),
+                                                     "code": collate(tok, codes, rows)},
+        seed=t.seed, lengths=_lengths(codes), bucket=r.data.bucket,
+    )  # fmt: skip
+
+    def evaluate(ms):  # the best checkpoint is the highest validation MRR
+        m = code_search(Encoder(ms["model"], tok, limit, str(run_dir)), split.val, r.eval_batch_size, limit)
+        return {"val_loss": 1.0 - m["mrr"], "val_mrr": m["mrr"], "val_recall@10": m["recall@10"]}
+
+    optimizer = adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
+    trainer = Trainer({"model": model}, {"model": optimizer}, [Phase(retrieval_loss(r.temperature))], rt, t,
+                      run_dir=run_dir, evaluate=evaluate,
+                      count=lambda b: _real_tokens(b["query"]) + _real_tokens(b["code"]))  # fmt: skip
+    if resume:
+        trainer.resume(find_checkpoint(run_dir / "checkpoints", "last"), data)
+        log(f"resumed {run_dir} at step {trainer.step}")
+    start = "random weights" if r.init == SCRATCH else f"{r.init}" + (" (new pooler)" if fresh else "")
+    log(f"encoder-retrieval {model.num_params() / 1e6:.2f}M parameters from {start} | {len(split.train):,} train / "
+        f"{len(split.val):,} val / {len(split.test):,} test pairs | vocab {tok.vocab_size} | {rt.describe()} | "
+        f"{run_dir}")  # fmt: skip
+    trainer.fit(data)
+    if trainer.stop_reason != "interrupted":
+        test = code_search(load_encoder(run_dir, "best"), split.test, r.eval_batch_size, limit)
+        results = {"init": r.init, **{f"test_{k}": v for k, v in test.items() if k in ("mrr", "recall@1", "recall@5",
+                   "recall@10")}, "candidates": test["candidates"], "steps": trainer.step,
+                   "train_seconds": trainer.elapsed, "parameters": model.num_params(),
+                   "best_val_mrr": 1.0 - trainer.best}  # fmt: skip
+        (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+        log(f"test MRR {test['mrr']:.4f}, recall@10 {test['recall@10']:.3f} over {test['candidates']} functions "
+            f"(best checkpoint) after {trainer.elapsed:.0f}s")  # fmt: skip
+    rt.close()
+    return trainer
+
+
 # --- evaluation ------------------------------------------------------------------------------------
 
 
@@ -859,7 +984,7 @@ def evaluate(
                 f"{path} is a {family or 'non-model'} run (task {run_task or 'lm'}); code search embeds with a "
                 "bert encoder: give a bert run directory, a Hugging Face BERT folder or 'minilm'"
             )
-        if code is None and run_task == "encoder-pretrain":
+        if code is None and run_task in ("encoder-pretrain", "encoder-retrieval"):
             code = from_dict(CodeData, (recipe.get("data") or {}).get("code") or {}, "data.code")
     pairs = code_split(code or CodeData()).test
     try:
