@@ -6,6 +6,7 @@ Prints one JSON object: AUROC per held-out class for each score, their means, an
 in-distribution test likelihoods of each VAE. Finished runs under --runs are reused.
 
     python benchmarks/anomaly.py [--recipe vae/fashion] [--classes 0 1 ...] [--set train.max_steps=2000 ...]
+        [--background 0.2]
 """
 
 from __future__ import annotations
@@ -32,15 +33,21 @@ def main() -> None:
     ap.add_argument("--classes", type=int, nargs="*", default=list(range(10)))
     ap.add_argument("--k", type=int, default=20, help="importance samples for the IWAE NLL")
     ap.add_argument("--set", nargs="*", default=["train.max_steps=2000"], help="recipe overrides")
+    ap.add_argument(
+        "--background",
+        type=float,
+        default=0.2,
+        help="pixel perturbation rate of the likelihood-ratio background VAEs (Ren et al. 2019); 0: none",
+    )
     args = ap.parse_args()
     rows = {}
     for c in args.classes:
-        run_dir = args.runs / f"without-{c}"
+        run_dir, bg_dir = args.runs / f"without-{c}", args.runs / f"background-{c}"
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
-            if not (run_dir / "checkpoints" / "last.json").exists():
-                overrides = ["train.progress=false", "train.tensorboard=false", *args.set, f"data.exclude_class={c}"]
-                run_task(merge(load_recipe(args.recipe), parse_overrides(overrides)), run_dir=run_dir)
-            rows[CLASSES[c]] = evaluate_vae(run_dir, k=args.k)
+            train(args.recipe, run_dir, [*args.set, f"data.exclude_class={c}"])
+            if args.background:
+                train(args.recipe, bg_dir, [*args.set, f"data.exclude_class={c}", f"data.perturb={args.background}"])
+            rows[CLASSES[c]] = evaluate_vae(run_dir, k=args.k, background=bg_dir if args.background else None)
         print(f"held out {CLASSES[c]}: {rows[CLASSES[c]]}", file=sys.stderr)
     scores = [key for key in next(iter(rows.values())) if key.startswith("auroc_")]
     print(
@@ -48,6 +55,7 @@ def main() -> None:
             {
                 "recipe": args.recipe,
                 "overrides": args.set,
+                "background_perturb": args.background,
                 "iwae_k": args.k,
                 "threads": torch.get_num_threads(),
                 **{key: {name: r[key] for name, r in rows.items()} for key in scores},
@@ -56,6 +64,13 @@ def main() -> None:
             }
         )
     )
+
+
+def train(recipe: str, run_dir: Path, overrides: list[str]) -> None:
+    """Train a run unless it has finished before."""
+    if not (run_dir / "checkpoints" / "last.json").exists():
+        overrides = ["train.progress=false", "train.tensorboard=false", *overrides]
+        run_task(merge(load_recipe(recipe), parse_overrides(overrides)), run_dir=run_dir)
 
 
 if __name__ == "__main__":

@@ -229,9 +229,14 @@ def eval_cmd(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Encoders: texts per forward pass.")] = 64,
     max_length: Annotated[int | None, typer.Option(help="Code search: tokens per text (default 128).")] = None,
+    background: Annotated[
+        Path | None,
+        typer.Option(help="VAE anomaly scores: a VAE run on perturbed images (data.perturb): likelihood ratio."),
+    ] = None,
 ) -> None:
     """Test-set metrics as JSON. A VAE: negative ELBO and IWAE NLL in nats per image and, for a run
-    trained without one class (data.exclude_class), the AUROC of detecting that class as anomalies.
+    trained without one class (data.exclude_class), the AUROC of detecting that class as anomalies
+    (with --background, also by the likelihood ratio to that background model).
     An encoder: fortune-topic accuracy of a classifier run, or with --task code-search (any bert run,
     or minilm) MRR and recall@k of finding each standard-library test function from its docstring."""
     import json
@@ -243,7 +248,7 @@ def eval_cmd(
         return
     from genlab.recipes.generative import evaluate_vae
 
-    typer.echo(json.dumps(evaluate_vae(run_dir, k, checkpoint, limit, seed)))
+    typer.echo(json.dumps(evaluate_vae(run_dir, k, checkpoint, limit, seed, background)))
 
 
 @app.command()

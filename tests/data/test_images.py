@@ -136,3 +136,18 @@ def test_select_excludes_a_class_and_keeps_a_stratified_fraction():
         select(images, labels, fraction=0.0)
     with pytest.raises(DataError, match="exclude_class=10"):
         select(images, labels, exclude_class=10)
+
+
+def test_perturb_replaces_the_given_fraction_of_pixels() -> None:
+    import torch
+
+    from genlab.data.images import perturb
+
+    x = torch.full((64, 1, 28, 28), 0.5)
+    torch.manual_seed(0)
+    y = perturb(x, 0.2)
+    changed = (y != 0.5).float().mean().item()
+    assert abs(changed - 0.2) < 0.01 and y.min() >= 0.0 and y.max() <= 1.0
+    assert perturb(x, 0.0) is x and torch.equal(x, torch.full_like(x, 0.5))  # the input is left as it was
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        perturb(x, 1.5)

@@ -134,6 +134,9 @@ def vae_runs(tmp_path_factory):
     r["model"]["n_classes"] = 10
     r["data"].update({"exclude_class": 3, "val_size": 200})
     train_vae(r, root / "cvae-no3")
+    r = recipe("vae/digits", 30)
+    r["data"].update({"exclude_class": 3, "val_size": 200, "perturb": 0.2})
+    train_vae(r, root / "background-no3")
     return root
 
 
@@ -215,6 +218,32 @@ def test_eval_reports_likelihoods_and_the_held_out_class_auroc(vae_runs, capsys)
     assert code == 0 and "held_out_class" not in json.loads(out) and json.loads(out)["test_images"] == 50
 
 
+def test_likelihood_ratio_to_a_background_vae(vae_runs, capsys, monkeypatch):
+    import json
+
+    import genlab.recipes.generative as generative
+
+    run, bg = vae_runs / "cvae-no3", vae_runs / "background-no3"
+    code, out, err = genlab("eval", run, "--k", "4", "--background", bg, capsys=capsys)
+    assert code == 0, err
+    ratio = json.loads(out)["auroc_likelihood_ratio"]
+    # the score is NLL(run) - NLL(background): with a background that gives every image the same
+    # likelihood, it ranks exactly as the IWAE NLL does
+    real = generative._test_likelihoods
+
+    def flat_background(model, x, y, k, seed, desc):
+        out = real(model, x, y, k, seed, desc)
+        return out if desc.startswith("test") else tuple(torch.full_like(t, 7.0) for t in out)
+
+    monkeypatch.setattr(generative, "_test_likelihoods", flat_background)
+    flat = generative.evaluate_vae(run, k=4, background=bg)
+    assert flat["auroc_likelihood_ratio"] == flat["auroc_iwae_nll"] and 0.0 <= ratio <= 1.0
+    capsys.readouterr()  # the progress bars of the call above
+    # the background must be an unconditional VAE of the same classes
+    one_line_error(capsys, "eval", run, "--k", "2", "--background", vae_runs / "cvae-no3", match="unconditional")
+    one_line_error(capsys, "eval", run, "--k", "2", "--background", vae_runs / "vae", match="exclude_class=-1")
+
+
 def test_exclude_class_removes_it_from_training(tmp_path, monkeypatch):
     import genlab.recipes.generative as generative
 
@@ -232,6 +261,9 @@ def test_exclude_class_removes_it_from_training(tmp_path, monkeypatch):
     assert 5 not in set(seen[0].tolist()) and len(set(seen[0].tolist())) == 9
     r["data"]["exclude_class"] = 12
     with pytest.raises(Exception, match="exclude_class=12"):
+        train_vae(r, tmp_path / "bad")
+    r["data"].update({"exclude_class": -1, "perturb": 1.0})
+    with pytest.raises(ConfigError, match="data.perturb=1.0"):
         train_vae(r, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
 

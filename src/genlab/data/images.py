@@ -219,3 +219,15 @@ class ImageBatches(ShuffledBatches):
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W) -> float32 (N, 1, H, W) in [0, 1]."""
     return images.unsqueeze(1).float().div_(255.0)
+
+
+def perturb(images: torch.Tensor, rate: float) -> torch.Tensor:
+    """Replace each pixel of float images in [0, 1] with a uniform random intensity with probability
+    ``rate`` (the global torch RNG): the training inputs of a background model, which learns the
+    low-level statistics of the data but less of its semantics (Ren et al. 2019, arXiv:1906.02845)."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"perturbation rate must be in [0, 1], got {rate}")
+    if rate == 0.0:
+        return images
+    replace = torch.rand_like(images) < rate
+    return torch.where(replace, torch.rand_like(images), images)

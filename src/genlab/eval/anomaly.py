@@ -19,6 +19,15 @@ at p = x. The image's floor sum_i H(x_i) depends on x alone, so
 
 keeps only what the model fails to explain. The KL term of the ELBO alone (the rate: how many
 nats the encoder needs to place x in the latent space) is a third score.
+
+The likelihood ratio of Ren et al. 2019 (arXiv:1906.02845) learns the background instead of
+assuming one: a second model of the same kind, trained on the same images with a fraction of
+their pixels replaced by noise (:func:`genlab.data.images.perturb`), captures the low-level
+statistics (how much ink, how smooth) but less of the shapes, and
+
+    LR(x) = -log p(x) + log p_background(x)
+
+cancels what both models share. ``genlab eval RUN --background BG_RUN`` reports it.
 """
 
 from __future__ import annotations

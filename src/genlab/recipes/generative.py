@@ -19,7 +19,7 @@ import torch.nn as nn
 from genlab.core.config import from_dict, merge, save_yaml, to_dict
 from genlab.core.errors import ConfigError
 from genlab.core.seed import seed_everything
-from genlab.data.images import ImageBatches, load_images, select, to_float
+from genlab.data.images import ImageBatches, load_images, perturb, select, to_float
 from genlab.models import build_model, family_of
 from genlab.models.gan import GAN, gan_parts
 from genlab.models.vae import VAE
@@ -39,6 +39,7 @@ class GenerativeData:
     val_size: int = 5000  # the last training images, held out (the VAE's validation ELBO)
     exclude_class: int = -1  # leave this class out of training (anomaly detection); -1 keeps all
     label_fraction: float = 1.0  # train on this stratified fraction of each class (e.g. 0.01: 1% of the labels)
+    perturb: float = 0.0  # VAE: replace this fraction of training pixels with noise (a likelihood-ratio background)
 
 
 @dataclass
@@ -83,6 +84,8 @@ def _setup(recipe: dict, run_dir: Path, resume: bool, overwrite: bool, family: s
         )
     if not 0 < r.data.val_size < len(images):
         raise ConfigError(f"data.val_size={r.data.val_size} must be between 1 and {len(images) - 1}")
+    if not 0.0 <= r.data.perturb < 1.0:
+        raise ConfigError(f"data.perturb={r.data.perturb} must be in [0, 1): the fraction of pixels replaced by noise")
     n, d = len(images) - r.data.val_size, r.data
     train_x, train_y = select(images[:n], labels[:n], d.exclude_class, d.label_fraction, r.train.seed)
     val_x, val_y = select(images[n:], labels[n:], d.exclude_class, d.label_fraction, r.train.seed)
@@ -142,6 +145,7 @@ def train_vae(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool
     t, v = r.train, r.vae
 
     def loss(models, batch):  # `trainer.step` is the step being taken, also after a resume
+        batch = (perturb(batch[0], r.data.perturb), batch[1])
         return vae_loss(models["model"], batch, beta=v.beta, kl_weight=kl_warmup(trainer.step, v.kl_warmup_steps))
 
     fid = _fid_metric(r, val_x, lambda: unwrap(model))
@@ -354,14 +358,15 @@ def encode_images(run_dir: Path, out: Path, split: str = "test", which: str = "b
 
 
 @torch.no_grad()
-def evaluate_vae(run_dir: Path, k: int = 100, which: str = "best", limit: int = 0, seed: int = 0) -> dict:
+def evaluate_vae(
+    run_dir: Path, k: int = 100, which: str = "best", limit: int = 0, seed: int = 0, background: Path | None = None
+) -> dict:
     """Test-set likelihood of a VAE run in nats per image: the negative ELBO and the importance-weighted
     NLL with ``k`` samples (Burda et al. 2015). For a run trained without one class (``data.exclude_class``)
     the test set is split: the metrics are on the nine trained classes, and the held-out class is scored
     as anomalies (AUROC, anomaly = positive) by each quantity and by the IWAE NLL corrected for input
-    complexity (:mod:`genlab.eval.anomaly`)."""
-    from tqdm import tqdm
-
+    complexity (:mod:`genlab.eval.anomaly`). ``background``: a VAE run on the same classes trained on
+    perturbed images (``data.perturb``); adds the likelihood-ratio score NLL - NLL_background."""
     from genlab.eval.anomaly import auroc, pixel_entropy, png_code_length
 
     if k < 1:
@@ -369,22 +374,22 @@ def evaluate_vae(run_dir: Path, k: int = 100, which: str = "best", limit: int = 
     model, recipe = load_generative(run_dir, which)
     if not isinstance(model, VAE):
         raise ConfigError(f"{run_dir} is a GAN run: likelihoods need a VAE")
+    held_out = int(recipe["data"].get("exclude_class", -1))
+    if background is not None:
+        bg_model, bg_recipe = load_generative(background, which)
+        if not isinstance(bg_model, VAE) or bg_model.config.n_classes:
+            raise ConfigError(f"{background} must be an unconditional VAE run to serve as the background model")
+        bg_held_out = int(bg_recipe["data"].get("exclude_class", -1))
+        if (bg_recipe["data"]["source"], bg_held_out) != (recipe["data"]["source"], held_out):
+            raise ConfigError(
+                f"the background run {background} was trained on other data ({bg_recipe['data']['source']}, "
+                f"exclude_class={bg_held_out}) than {run_dir} ({recipe['data']['source']}, exclude_class={held_out})"
+            )
     images, labels = load_images(recipe["data"]["source"], "test")
     if limit:
         images, labels = images[:limit], labels[:limit]
     x, y = to_float(torch.from_numpy(images)), torch.from_numpy(labels.astype("int64"))
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # the single z of the ELBO's reconstruction term
-    nelbo, nll, kl = [], [], []
-    step = 250
-    for i in tqdm(range(0, len(x), step), desc=f"test likelihood (k={k})", unit="batch", leave=False):
-        yb = y[i : i + step] if model.config.n_classes else None
-        recon, kl_b = elbo_terms(model(x[i : i + step], yb), x[i : i + step], model.config.likelihood)
-        nelbo.append(recon + kl_b)  # = negative_elbo, keeping the KL term apart
-        kl.append(kl_b)
-        nll.append(iwae_nll(model, x[i : i + step], yb, k=k, generator=gen))
-    nelbo_t, nll_t, kl_t = (torch.cat(t).double() for t in (nelbo, nll, kl))
-    held_out = int(recipe["data"].get("exclude_class", -1))
+    nelbo_t, nll_t, kl_t = _test_likelihoods(model, x, y, k, seed, "test likelihood")
     inside = y != held_out
     result = {
         "test_images": int(inside.sum()),
@@ -403,7 +408,28 @@ def evaluate_vae(run_dir: Path, k: int = 100, which: str = "best", limit: int = 
         if model.config.likelihood == "bernoulli":
             result["auroc_excess_nll"] = round(auroc((nll_t - pixel_entropy(x)).numpy(), is_anomaly), 4)
         result["auroc_kl"] = round(auroc(kl_t.numpy(), is_anomaly), 4)
+        if background is not None:  # Ren et al. 2019: the background model's NLL carries the image statistics
+            _, bg_nll, _ = _test_likelihoods(bg_model, x, None, k, seed, "background likelihood")
+            result["auroc_likelihood_ratio"] = round(auroc((nll_t - bg_nll).numpy(), is_anomaly), 4)
     return result
+
+
+@torch.no_grad()
+def _test_likelihoods(model: VAE, x: torch.Tensor, y: torch.Tensor | None, k: int, seed: int, desc: str) -> tuple:
+    """(-ELBO, IWAE NLL with k samples, KL term) of each image, float64 (N,) nats."""
+    from tqdm import tqdm
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the single z of the ELBO's reconstruction term
+    nelbo, nll, kl = [], [], []
+    step = 250
+    for i in tqdm(range(0, len(x), step), desc=f"{desc} (k={k})", unit="batch", leave=False):
+        yb = y[i : i + step] if model.config.n_classes else None
+        recon, kl_b = elbo_terms(model(x[i : i + step], yb), x[i : i + step], model.config.likelihood)
+        nelbo.append(recon + kl_b)  # = negative_elbo, keeping the KL term apart
+        kl.append(kl_b)
+        nll.append(iwae_nll(model, x[i : i + step], yb, k=k, generator=gen))
+    return tuple(torch.cat(t).double() for t in (nelbo, nll, kl))
 
 
 @torch.no_grad()
