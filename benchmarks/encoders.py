@@ -21,7 +21,7 @@ Prints one JSON object (training logs go to stderr):
 Every genlab model on one task uses one WordPiece vocabulary (Hugging Face tokenizers' training
 is not deterministic, so independently trained vocabularies would add noise to the comparisons).
 
-    OMP_NUM_THREADS=1 python benchmarks/encoders.py [--out DIR] [--only code-search|fortunes] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/encoders.py [--out DIR] [--only code-search|fortunes] [--reuse] [--quick]
 
 ``--quick`` cuts every budget to a few steps (a smoke test of the script, minutes in all).
 """
@@ -46,8 +46,13 @@ from genlab.recipes.embed import Encoder, load_encoder
 from genlab.recipes.runs import model_config, read_run_config
 
 
+REUSE = False  # --reuse: a run directory with a results.json is not trained again
+
+
 def train(name: str, run_dir: Path, quick: bool, **over: object) -> dict:
     """Train recipe ``bert/<name>`` with dotted overrides into ``run_dir``; its results.json."""
+    if REUSE and (run_dir / "results.json").is_file():
+        return json.loads((run_dir / "results.json").read_text())
     items = [f"{k}={v}" for k, v in over.items()] + ["train.progress=false", "train.tensorboard=false"]
     if quick:
         items += [f"train.max_steps={over.get('train.max_steps', 6)}", "train.eval_interval=3",
@@ -156,7 +161,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     ap.add_argument("--only", choices=["code-search", "fortunes"], help="one part of the benchmark (default: both)")
     ap.add_argument("--quick", action="store_true", help="a few steps per run: a smoke test of the script")
+    ap.add_argument("--reuse", action="store_true", help="keep the finished runs under --out (delete one to redo it)")
     args = ap.parse_args()
+    global REUSE
+    REUSE = args.reuse
     out = args.out or Path(tempfile.mkdtemp(prefix="genlab-bench-encoders-"))
     start = time.perf_counter()
     try:
