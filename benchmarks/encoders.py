@@ -45,7 +45,6 @@ from genlab.recipes import encoder, load_recipe, run_task
 from genlab.recipes.embed import Encoder, load_encoder
 from genlab.recipes.runs import model_config, read_run_config
 
-
 REUSE = False  # --reuse: a run directory with a results.json is not trained again
 
 
