@@ -6,7 +6,7 @@ Prints one JSON object: AUROC per held-out class for each score, their means, an
 in-distribution test likelihoods of each VAE. Finished runs under --runs are reused.
 
     python benchmarks/anomaly.py [--recipe vae/fashion] [--classes 0 1 ...] [--set train.max_steps=2000 ...]
-        [--background 0.2]
+        [--background 0.2]   # the likelihood-ratio score too (a second VAE per class)
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ def main() -> None:
     ap.add_argument(
         "--background",
         type=float,
-        default=0.2,
-        help="pixel perturbation rate of the likelihood-ratio background VAEs (Ren et al. 2019); 0: none",
+        default=0.0,
+        help="also train background VAEs on images with this fraction of pixels perturbed (e.g. 0.2) and score "
+        "by the likelihood ratio (Ren et al. 2019); 0: no background",
     )
     args = ap.parse_args()
     rows = {}
