@@ -13,7 +13,7 @@ from genlab import cli
 from genlab.core.errors import ConfigError
 from genlab.core.registry import preset
 from genlab.models.bert import CLASSIFIERS, Bert, BertConfig, electra_pair, span_boundary_states
-from genlab.objectives.electra import electra_step, replaced_token_detection
+from genlab.objectives.electra import electra_loss, electra_step, replaced_token_detection
 from genlab.objectives.masked_lm import gather_span_boundaries, mask_tokens, masked_lm_loss, span_mask
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -200,6 +200,27 @@ def test_electra_gradients_from_both_losses_accumulate_in_the_shared_embeddings(
     torch.testing.assert_close(both, parts[0] + parts[1], atol=1e-6, rtol=1e-5)
     assert metrics["disc_loss"] == pytest.approx(F.binary_cross_entropy_with_logits(
         disc(disc_in, mask).rtd_logits[real], targets[real]).item(), rel=1e-5)  # fmt: skip
+
+
+def test_the_discriminator_learns_replacements_it_can_see():
+    """Tokens 5..29 of text, replacements from 30..49: detectable from the token alone, so the
+    discriminator must get every position right within 80 steps (the whole path: the
+    embeddings, the encoder, the rtd head and the loss)."""
+    disc_cfg, _ = electra_configs()
+    torch.manual_seed(0)
+    disc = Bert(dataclasses.replace(disc_cfg, vocab_size=50))
+    opt = torch.optim.AdamW(disc.parameters(), lr=1e-3)
+    for _ in range(80):
+        ids = torch.randint(5, 30, (16, 24))
+        replaced = torch.rand(16, 24) < 0.15
+        inputs = torch.where(replaced, torch.randint(30, 50, (16, 24)), ids)
+        mask = torch.ones_like(inputs)
+        no_mlm = (torch.zeros(0, 50), torch.zeros(0, dtype=torch.long))  # the discriminator's loss alone
+        loss, metrics = electra_loss(*no_mlm, disc(inputs, mask).rtd_logits, replaced.float(), mask, disc_weight=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert metrics["disc_accuracy"] == 1.0 and metrics["disc_loss"] < 0.1  # from ln 2 = 0.69
 
 
 def test_electra_pair_refuses_configs_that_cannot_share():
