@@ -365,20 +365,24 @@ def convert_genlab_to_hf(
     run_dir: Annotated[
         Path,
         typer.Argument(
-            help="A genlab GPT run directory (GPT-2 architecture: learned "
-            "positions, LayerNorm, biases, gelu/gelu_tanh/relu MLP)."
+            help="A genlab GPT run directory (GPT-2 architecture: learned positions, LayerNorm, biases, "
+            "gelu/gelu_tanh/relu MLP) or a bert run (pretraining, classifier, retrieval, student)."
         ),
     ],
     out: Annotated[Path, typer.Argument(help="The Hugging Face folder to write.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing Hugging Face folder in OUT.")] = False,
     checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
 ) -> None:
-    """Export a genlab GPT run as a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer)."""
+    """Export a genlab run as a Hugging Face folder (config.json, model.safetensors, tokenizer): GPT runs
+    as GPT-2, bert runs as BERT, RoBERTa, ALBERT, ELECTRA or DistilBERT."""
+    from genlab.models.gpt import GPTConfig
     from genlab.recipes.convert import genlab_to_hf
 
     result = genlab_to_hf(run_dir, out, overwrite=overwrite, which=checkpoint)
-    _converted(result, "Hugging Face GPT-2 folder")
-    typer.echo(f"load it with: transformers.AutoModelForCausalLM.from_pretrained('{out}')")
+    gpt = isinstance(result.config, GPTConfig)
+    _converted(result, "Hugging Face GPT-2 folder" if gpt else "Hugging Face encoder folder")
+    auto = "AutoModelForCausalLM" if gpt else "AutoModel"
+    typer.echo(f"load it with: transformers.{auto}.from_pretrained('{out}')")
 
 
 def main() -> None:

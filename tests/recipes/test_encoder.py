@@ -256,3 +256,27 @@ def test_every_bert_recipe_parses_and_names_a_bert_model() -> None:
             assert isinstance(model_config(r.model), encoder.BertConfig)
         if recipe["task"] == "encoder-classify" and r.init == "scratch":
             assert isinstance(model_config(r.model), encoder.BertConfig)
+
+
+def test_a_bert_run_exports_to_transformers_with_its_tokenizer(fortunes, tmp_path, capsys) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    recipe = {**_classify(max_steps=4), "model": {**TINY, "dropout": 0.0, "attention_dropout": 0.0}}
+    encoder.train_classifier(recipe, tmp_path / "cls")
+    code, out, err = _cli(capsys, "convert", "genlab-to-hf", str(tmp_path / "cls"), str(tmp_path / "hf"))
+    assert code == 0 and "AutoModel.from_pretrained" in out, err
+    ours = load_encoder(tmp_path / "cls")
+    hf_tok = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    texts = ["the paint and the brush", "soup of the kitchen is bread"]
+    batch = hf_tok(texts, padding=True, return_tensors="pt")
+    assert batch["input_ids"][0].tolist()[: len(ours.tokenizer.encode(texts[0], add_special_tokens=True))] == (
+        ours.tokenizer.encode(texts[0], add_special_tokens=True)
+    )
+    hf = AutoModel.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        theirs = hf(**batch).last_hidden_state
+        mine = ours.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], heads=()).hidden
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(mine[real], theirs[real], atol=1e-5, rtol=1e-4)
+    code, _, err = _cli(capsys, "convert", "genlab-to-hf", str(tmp_path / "cls"), str(tmp_path / "hf"))
+    assert code == 2 and "--overwrite" in err  # nothing replaced without asking

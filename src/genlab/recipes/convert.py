@@ -3,6 +3,8 @@
     genlab convert hf-to-genlab HF_DIR OUT     config.json + weights + tokenizer  ->  run directory
     genlab convert genlab-to-hf RUN_DIR OUT    run directory  ->  config.json + model.safetensors + tokenizer
 
+GPT runs become GPT-2 folders; bert runs (every encoder task) become BERT / RoBERTa / ALBERT /
+ELECTRA / DistilBERT folders, as their config allows (:mod:`genlab.models.convert.bert`).
 The tensor and config maps are pure functions in :mod:`genlab.models.convert.gpt2`; this
 module handles the files around them: the tokenizer, ``config.yaml`` (the resolved recipe
 :func:`genlab.recipes.lm.load_run` reads), the checkpoint pointers, and refusing to clobber
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from genlab.core.config import save_yaml, to_dict
 from genlab.core.errors import ConfigError, RunDirError, TokenizerError
+from genlab.models.bert import BertConfig
 from genlab.models.convert import gpt2
 from genlab.models.gpt import GPT, GPTConfig
 from genlab.recipes.lm import LMRecipe, load_run
@@ -33,7 +36,7 @@ class Converted:
     """What a conversion wrote (the CLI prints it)."""
 
     out: Path
-    config: GPTConfig
+    config: GPTConfig | BertConfig
     n_params: int
     tokenizer: str  # how the tokenizer was obtained or written
     files: list[str] = field(default_factory=list)
@@ -168,8 +171,13 @@ def _write_tokenizer(tok, cfg: GPTConfig, out: Path) -> str:
 
 
 def genlab_to_hf(run_dir: Path, out_dir: Path, overwrite: bool = False, which: str = "best") -> Converted:
-    """A genlab GPT run -> a Hugging Face GPT-2 folder (``AutoModelForCausalLM.from_pretrained``)."""
+    """A genlab GPT run -> a Hugging Face GPT-2 folder (``AutoModelForCausalLM.from_pretrained``);
+    a bert run -> the Hugging Face folder of its architecture (``AutoModel.from_pretrained``)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    from genlab.recipes.runs import read_run_config
+
+    if (run_dir / "config.yaml").is_file() and (read_run_config(run_dir).get("model") or {}).get("family") == "bert":
+        return _bert_to_hf(run_dir, out_dir, overwrite, which)
     model, tok, _ = load_run(run_dir, which)
     if not isinstance(model, GPT):
         raise ConfigError(f"{run_dir} holds a {type(model).__name__}; only GPT runs convert to GPT-2")
@@ -188,3 +196,28 @@ def genlab_to_hf(run_dir: Path, out_dir: Path, overwrite: bool = False, which: s
     _write_atomically(out_dir, write)
     files = [gpt2.CONFIG_FILE, gpt2.WEIGHTS_FILE, TOKENIZER_FILE, "tokenizer_config.json", "generation_config.json"]
     return Converted(out_dir, cfg, model.num_params(), how, files)
+
+
+def _bert_to_hf(run_dir: Path, out_dir: Path, overwrite: bool, which: str) -> Converted:
+    from genlab.models.convert import bert as bert_convert
+    from genlab.recipes.embed import load_encoder
+    from genlab.tokenizers.wordpiece import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
+
+    enc = load_encoder(run_dir, which)
+    model, tok = enc.model, enc.tokenizer
+    hf_cfg = bert_convert.genlab_config_to_hf(model.config)  # refuses what no architecture expresses
+    _check_out(out_dir, overwrite, gpt2.CONFIG_FILE, "a Hugging Face model folder", run_dir)
+    settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model.config.block_size,
+                "cls_token": CLS_TOKEN, "sep_token": SEP_TOKEN, "pad_token": PAD_TOKEN, "mask_token": MASK_TOKEN,
+                "unk_token": UNK_TOKEN}  # fmt: skip
+    if model.config.type_vocab_size:  # the tokenizer also returns the segment ids the model reads
+        settings["model_input_names"] = ["input_ids", "token_type_ids", "attention_mask"]
+
+    def write(tmp: Path) -> None:
+        bert_convert.write_hf_bert(model, tmp)
+        tok.save(tmp)
+        (tmp / "tokenizer_config.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+    _write_atomically(out_dir, write)
+    files = [gpt2.CONFIG_FILE, gpt2.WEIGHTS_FILE, TOKENIZER_FILE, "tokenizer_config.json"]
+    return Converted(out_dir, model.config, model.num_params(), f"WordPiece ({hf_cfg['model_type']})", files)
