@@ -27,6 +27,7 @@ from genlab.models.bert import BertConfig
 from genlab.models.convert import gpt2
 from genlab.models.gpt import GPT, GPTConfig
 from genlab.recipes.lm import LMRecipe, load_run
+from genlab.recipes.runs import read_run_config
 from genlab.tokenizers import EOS_TOKEN, TOKENIZER_FILE, BPETokenizer, CharTokenizer
 from genlab.training.checkpoint import save_checkpoint
 
@@ -174,8 +175,6 @@ def genlab_to_hf(run_dir: Path, out_dir: Path, overwrite: bool = False, which: s
     """A genlab GPT run -> a Hugging Face GPT-2 folder (``AutoModelForCausalLM.from_pretrained``);
     a bert run -> the Hugging Face folder of its architecture (``AutoModel.from_pretrained``)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    from genlab.recipes.runs import read_run_config
-
     if (run_dir / "config.yaml").is_file() and (read_run_config(run_dir).get("model") or {}).get("family") == "bert":
         return _bert_to_hf(run_dir, out_dir, overwrite, which)
     model, tok, _ = load_run(run_dir, which)

@@ -600,15 +600,12 @@ def _train_or_load_tokenizer(name: str, texts: list[str], vocab_size: int) -> Wo
 # --- classification ------------------------------------------------------------------------------
 
 
-def _finetune_config(r, over: dict, vocab: int | None, source: BertConfig | None, default: dict) -> BertConfig:
+def _finetune_config(r, over: dict, vocab: int | None, source: BertConfig | None, default: dict):
     """The model of a fine-tuning run (``r.model`` with ``over``): for ``init: scratch`` the
     architecture ``r.model`` names (``default`` if none), else the source's with only FINETUNE_FIELDS changed."""
     if source is None:
         base = {} if {"preset", "family"} & set(r.model) else default
-        cfg = model_config({**base, **r.model, **over}, vocab_size=vocab)
-        if not isinstance(cfg, BertConfig):
-            raise ConfigError(f"{r.task} trains a bert model, not {type(cfg).__name__}")
-        return cfg
+        return model_config({**base, **r.model, **over}, vocab_size=vocab)
     extra = [k for k in r.model if k not in FINETUNE_FIELDS]
     if extra:
         raise ConfigError(
@@ -618,9 +615,27 @@ def _finetune_config(r, over: dict, vocab: int | None, source: BertConfig | None
     return from_dict(BertConfig, merge(to_dict(source), {**r.model, **over}), "model")
 
 
-def _classifier_config(r: ClassifyRecipe, n_classes: int, vocab: int | None, source: BertConfig | None):
-    over = {"heads": ["sequence"], "num_labels": n_classes}
-    return _finetune_config(r, over, vocab, source, {"preset": "bert-mini"})
+def _finetune_start(r, run_dir: Path, resume: bool, texts: Callable[[], list[str]], over: dict, default: dict):
+    """(tokenizer, model config, encoder weights to start from or None) of a fine-tuning run: the
+    run's own when resuming; for ``init: scratch`` a vocabulary trained on ``texts()`` (or
+    ``data.tokenizer``) and the architecture of :func:`_finetune_config`; else ``init``'s."""
+    init_state = None
+    if resume:
+        tok = _run_tokenizer(run_dir)
+        cfg = model_config(read_run_config(run_dir)["model"])  # the resolved model the run started with
+    elif r.init == SCRATCH:
+        tok = _train_or_load_tokenizer(r.data.tokenizer, texts(), r.data.vocab_size)
+        cfg = _finetune_config(r, over, tok.vocab_size, None, default)
+    else:
+        source = load_encoder(r.init, r.checkpoint)
+        tok, init_state = source.tokenizer, source.model.state_dict()
+        cfg = _finetune_config(r, over, None, source.model.config, default)
+    if not isinstance(cfg, BertConfig):
+        raise ConfigError(f"{r.task} trains a bert model, not {type(cfg).__name__}")
+    if tok.vocab_size != cfg.vocab_size:
+        raise TokenizerError(f"{run_dir}: the tokenizer has {tok.vocab_size:,} tokens but the model "
+                             f"{cfg.vocab_size:,}: they do not belong together")  # fmt: skip
+    return tok, cfg, init_state
 
 
 def classifier_logits(model: Bert, tok: WordPieceTokenizer, done: Tokenized, batch_size: int = 64) -> torch.Tensor:
@@ -653,22 +668,8 @@ def train_classifier(recipe: dict, run_dir: Path, resume: bool = False, overwrit
     log = _log(rt)
     ds = _load_classify_data(r.data)
     K = len(ds.classes)
-    init_state = None
-    if resume:
-        tok = _run_tokenizer(run_dir)
-        cfg = model_config(read_run_config(run_dir)["model"])  # the resolved model the run started with
-    elif r.init == SCRATCH:
-        tok = _train_or_load_tokenizer(r.data.tokenizer, ds.train.texts, r.data.vocab_size)
-        cfg = _classifier_config(r, K, tok.vocab_size, None)
-    else:
-        source = load_encoder(r.init, r.checkpoint)
-        tok, init_state = source.tokenizer, source.model.state_dict()
-        cfg = _classifier_config(r, K, None, source.model.config)
-    if not isinstance(cfg, BertConfig):
-        raise ConfigError(f"encoder-classify trains a bert model, not {type(cfg).__name__}")
-    if tok.vocab_size != cfg.vocab_size:
-        raise TokenizerError(f"{run_dir}: the tokenizer has {tok.vocab_size:,} tokens but the model "
-                             f"{cfg.vocab_size:,}: they do not belong together")  # fmt: skip
+    over = {"heads": ["sequence"], "num_labels": K}
+    tok, cfg, init_state = _finetune_start(r, run_dir, resume, lambda: ds.train.texts, over, {"preset": "bert-mini"})
     limit = _max_length(r.data.max_length, cfg, "data")
     sets = {name: tokenize(tok, getattr(ds, name).texts, limit, r.data.truncation, f"{name} texts")
             for name in ("train", "val", "test")}  # fmt: skip
@@ -842,10 +843,6 @@ def distill(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool =
 # --- retrieval fine-tuning ---------------------------------------------------------------------------
 
 
-def _retrieval_config(r: RetrievalRecipe, vocab: int | None, source: BertConfig | None) -> BertConfig:
-    return _finetune_config(r, {"heads": []}, vocab, source, {"preset": "bert-mini", "pooler": False})
-
-
 def retrieval_loss(temperature: float):
     """Docstrings and codes embedded apart by the one encoder; each docstring's code among the batch."""
 
@@ -864,21 +861,9 @@ def train_retrieval(recipe: dict, run_dir: Path, resume: bool = False, overwrite
     check_run_dir(run_dir, resume, overwrite)
     log = _log(rt)
     split = code_split(r.data.code)
-    init_state = None
-    if resume:
-        tok = _run_tokenizer(run_dir)
-        cfg = model_config(read_run_config(run_dir)["model"])
-    elif r.init == SCRATCH:
-        texts = [s for p in split.train for s in (p.query, p.code)]
-        tok = _train_or_load_tokenizer(r.data.tokenizer, texts, r.data.vocab_size)
-        cfg = _retrieval_config(r, tok.vocab_size, None)
-    else:
-        source = load_encoder(r.init, r.checkpoint)
-        tok, init_state = source.tokenizer, source.model.state_dict()
-        cfg = _retrieval_config(r, None, source.model.config)
-    if tok.vocab_size != cfg.vocab_size:
-        raise TokenizerError(f"{run_dir}: the tokenizer has {tok.vocab_size:,} tokens but the model "
-                             f"{cfg.vocab_size:,}: they do not belong together")  # fmt: skip
+    texts = lambda: [s for p in split.train for s in (p.query, p.code)]
+    tok, cfg, init_state = _finetune_start(r, run_dir, resume, texts, {"heads": []},
+                                           {"preset": "bert-mini", "pooler": False})  # fmt: skip
     limit = _max_length(r.data.max_length, cfg, "data")
     queries = tokenize(tok, [p.query for p in split.train], limit, r.data.truncation, "training docstrings")
     codes = tokenize(tok, [p.code for p in split.train], limit, r.data.truncation, "training codes")
