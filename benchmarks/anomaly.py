@@ -1,11 +1,12 @@
 """Anomaly-detection benchmark: for each Fashion-MNIST class, a VAE trained on the nine others
-scores the test set by negative ELBO (and IWAE NLL and the corrected scores of
-genlab.eval.anomaly); the held-out class is the anomaly.
+scores the test set by negative ELBO (and IWAE NLL, the corrected scores of
+genlab.eval.anomaly, and the IWAE NLL with the aggregate posterior of the training images as
+the prior); the held-out class is the anomaly.
 
 Prints one JSON object: AUROC per held-out class for each score, their means, and the
 in-distribution test likelihoods of each VAE. Finished runs under --runs are reused.
 
-    python benchmarks/anomaly.py [--recipe vae/fashion] [--classes 0 1 ...] [--set train.max_steps=2000 ...]
+    python benchmarks/anomaly.py [--recipe vae/fashion] [--classes 0 1 ...] [--set train.max_steps=3000 ...]
         [--background 0.2]   # the likelihood-ratio score too (a second VAE per class)
 """
 
@@ -32,7 +33,9 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs/bench-anomaly"), help="where the runs are kept")
     ap.add_argument("--classes", type=int, nargs="*", default=list(range(10)))
     ap.add_argument("--k", type=int, default=20, help="importance samples for the IWAE NLL")
-    ap.add_argument("--set", nargs="*", default=["train.max_steps=2000"], help="recipe overrides")
+    ap.add_argument(
+        "--set", nargs="*", default=["train.max_steps=3000", "train.eval_interval=1000"], help="recipe overrides"
+    )
     ap.add_argument(
         "--background",
         type=float,

@@ -233,10 +233,14 @@ def eval_cmd(
         Path | None,
         typer.Option(help="VAE anomaly scores: a VAE run on perturbed images (data.perturb): likelihood ratio."),
     ] = None,
+    prior_images: Annotated[
+        int, typer.Option(help="VAE anomaly scores: training images whose aggregate posterior is the second prior.")
+    ] = 20_000,
 ) -> None:
     """Test-set metrics as JSON. A VAE: negative ELBO and IWAE NLL in nats per image and, for a run
-    trained without one class (data.exclude_class), the AUROC of detecting that class as anomalies
-    (with --background, also by the likelihood ratio to that background model).
+    trained without one class (data.exclude_class), the AUROC of detecting that class as anomalies,
+    also with the aggregate posterior of the training images as the prior (with --background, also
+    by the likelihood ratio to that background model).
     An encoder: fortune-topic accuracy of a classifier run, or with --task code-search (any bert run,
     or minilm) MRR and recall@k of finding each standard-library test function from its docstring."""
     import json
@@ -248,7 +252,7 @@ def eval_cmd(
         return
     from genlab.recipes.generative import evaluate_vae
 
-    typer.echo(json.dumps(evaluate_vae(run_dir, k, checkpoint, limit, seed, background)))
+    typer.echo(json.dumps(evaluate_vae(run_dir, k, checkpoint, limit, seed, background, prior_images)))
 
 
 @app.command()

@@ -69,6 +69,8 @@ def test_gaussian_likelihood_decodes_means_in_unit_interval():
     means = model.decode(3 * torch.randn(6, 2))
     assert means.min() >= 0 and means.max() <= 1
     torch.testing.assert_close(model.mean_image(means), means)
+    with pytest.raises(ValueError, match="sigma=0"):
+        VAEConfig(likelihood="gaussian", sigma=0)
 
 
 def test_manifold_of_a_2d_latent():

@@ -6,6 +6,7 @@ import torch
 from genlab.data.images import load_digits, to_float
 from genlab.models.vae import VAE, VAEConfig, VAEOutput
 from genlab.objectives.elbo import (
+    aggregate_posterior_log_prob,
     elbo_terms,
     gaussian_kl,
     iwae_nll,
@@ -39,10 +40,12 @@ def test_bernoulli_nll_is_binary_cross_entropy_summed_over_pixels():
     torch.testing.assert_close(reconstruction_nll(logits, x, "bernoulli"), explicit.view(1))
 
 
-def test_gaussian_nll_is_unit_variance_log_density_with_its_constant():
+def test_gaussian_nll_is_the_log_density_with_its_constant():
     x, means = torch.rand(3, 1, 4, 4), torch.rand(3, 1, 4, 4)
     explicit = -torch.distributions.Normal(means, 1.0).log_prob(x).flatten(1).sum(1)
     torch.testing.assert_close(reconstruction_nll(means, x, "gaussian"), explicit)
+    explicit = -torch.distributions.Normal(means, 0.1).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(reconstruction_nll(means, x, "gaussian", sigma=0.1), explicit)
     torch.testing.assert_close(reconstruction_nll(x, x, "gaussian"), torch.full((3,), 16 / 2 * math.log(2 * math.pi)))
     with pytest.raises(ValueError, match="likelihood"):
         reconstruction_nll(means, x, "poisson")
@@ -132,3 +135,55 @@ def test_iwae_bound_is_tighter_than_the_elbo(trained):
     torch.testing.assert_close(again, iwae)
     chunked = iwae_nll(model, x, k=100, generator=torch.Generator().manual_seed(1), max_batch=256)
     assert chunked.mean().item() == pytest.approx(iwae.mean().item(), abs=0.05)
+
+
+def test_the_gaussian_sigma_reaches_the_elbo_and_the_iwae_estimate():
+    torch.manual_seed(0)
+    x = torch.rand(5, 1, 8, 8)
+    model = VAE(VAEConfig(image_size=8, widths=[8], hidden=16, latent_dim=3, likelihood="gaussian", sigma=0.1))
+    unit = VAE(VAEConfig(image_size=8, widths=[8], hidden=16, latent_dim=3, likelihood="gaussian"))
+    unit.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    out = model(x)
+    explicit = -torch.distributions.Normal(out.recon, 0.1).log_prob(x).flatten(1).sum(1)
+    explicit = explicit + gaussian_kl(out.mu, out.logvar)
+    torch.manual_seed(1)
+    torch.testing.assert_close(negative_elbo(model, x), explicit)
+    # one importance sample, the same z for both: the estimates differ by the two recon terms
+    mu, logvar = model.encode(x)
+    z = mu + (0.5 * logvar).exp() * torch.randn(1, 5, 3, generator=torch.Generator().manual_seed(3))[0]
+    means = model.decode(z)
+    gap = reconstruction_nll(means, x, "gaussian", 0.1) - reconstruction_nll(means, x, "gaussian")
+    with torch.no_grad():
+        iwae_s, iwae_1 = (iwae_nll(m, x, k=1, generator=torch.Generator().manual_seed(3)) for m in (model, unit))
+    torch.testing.assert_close(iwae_s - iwae_1, gap.detach(), rtol=1e-4, atol=1e-3)
+
+
+def test_aggregate_posterior_is_the_mixture_of_the_posteriors():
+    torch.manual_seed(0)
+    mu, logvar, z = torch.randn(7, 3), 0.5 * torch.randn(7, 3), 2 * torch.randn(11, 3)
+    mixture = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(torch.ones(7)),
+        torch.distributions.Independent(torch.distributions.Normal(mu, (0.5 * logvar).exp()), 1),
+    )
+    got = aggregate_posterior_log_prob(z, mu, logvar, chunk=4)
+    assert got.dtype == torch.float64 and got.shape == (11,)
+    torch.testing.assert_close(got, mixture.log_prob(z).double(), rtol=1e-5, atol=1e-4)
+
+
+def test_iwae_with_an_aggregate_prior_swaps_only_log_p_z(trained):
+    model, x, _ = trained
+    x = x[:32]
+    standard = iwae_nll(model, x, k=1, generator=torch.Generator().manual_seed(4))
+    # a one-component "aggregate" at N(0, I) is the standard prior
+    same = iwae_nll(
+        model, x, k=1, generator=torch.Generator().manual_seed(4), prior=(torch.zeros(1, 8), torch.zeros(1, 8))
+    )
+    torch.testing.assert_close(same, standard, rtol=1e-5, atol=1e-4)
+    # with one sample, the estimates differ by log N(z; 0, I) - log q_agg(z) at the same z
+    mu, logvar = model.encode(x)
+    codes = model.encode(x[:16])
+    z = mu + (0.5 * logvar).exp() * torch.randn(1, 32, 8, generator=torch.Generator().manual_seed(4))[0]
+    gap = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1).double() - aggregate_posterior_log_prob(z, *codes)
+    got = iwae_nll(model, x, k=1, generator=torch.Generator().manual_seed(4), prior=codes)
+    torch.testing.assert_close((got - standard).double(), gap, rtol=1e-4, atol=1e-3)

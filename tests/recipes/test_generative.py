@@ -213,7 +213,14 @@ def test_eval_reports_likelihoods_and_the_held_out_class_auroc(vae_runs, capsys)
     assert result["test_images"] == int((labels != 3).sum()) and result["held_out_class"] == 3
     # the importance-weighted bound is tighter than the ELBO, on average
     assert 0 < result["test_iwae_nll"] < result["test_nelbo"]
-    assert all(0.0 <= result[f"auroc_{k}"] <= 1.0 for k in ("nelbo", "iwae_nll", "complexity", "excess_nll", "kl"))
+    scores = ("nelbo", "iwae_nll", "complexity", "excess_nll", "kl", "iwae_nll_aggregate_prior")
+    assert all(0.0 <= result[f"auroc_{k}"] <= 1.0 for k in (*scores, "excess_nll_aggregate_prior"))
+    assert 0 < result["test_iwae_nll_aggregate_prior"] != result["test_iwae_nll"]
+    # fewer training codes in the mixture prior: another estimate; none is an error
+    code, out, err = genlab("eval", vae_runs / "cvae-no3", "--k", "4", "--prior-images", "50", capsys=capsys)
+    assert code == 0, err
+    assert json.loads(out)["test_iwae_nll_aggregate_prior"] != result["test_iwae_nll_aggregate_prior"]
+    one_line_error(capsys, "eval", vae_runs / "cvae-no3", "--prior-images", "0", match="prior_images=0")
     code, out, _ = genlab("eval", vae_runs / "vae", "--k", "5", "--limit", "50", capsys=capsys)
     assert code == 0 and "held_out_class" not in json.loads(out) and json.loads(out)["test_images"] == 50
 
@@ -231,9 +238,9 @@ def test_likelihood_ratio_to_a_background_vae(vae_runs, capsys, monkeypatch):
     # likelihood, it ranks exactly as the IWAE NLL does
     real = generative._test_likelihoods
 
-    def flat_background(model, x, y, k, seed, desc):
-        out = real(model, x, y, k, seed, desc)
-        return out if desc.startswith("test") else tuple(torch.full_like(t, 7.0) for t in out)
+    def flat_background(model, x, y, k, seed, desc, prior=None):
+        out = real(model, x, y, k, seed, desc, prior)
+        return out if not desc.startswith("background") else tuple(torch.full_like(t, 7.0) for t in out)
 
     monkeypatch.setattr(generative, "_test_likelihoods", flat_background)
     flat = generative.evaluate_vae(run, k=4, background=bg)
@@ -242,6 +249,23 @@ def test_likelihood_ratio_to_a_background_vae(vae_runs, capsys, monkeypatch):
     # the background must be an unconditional VAE of the same classes
     one_line_error(capsys, "eval", run, "--k", "2", "--background", vae_runs / "cvae-no3", match="unconditional")
     one_line_error(capsys, "eval", run, "--k", "2", "--background", vae_runs / "vae", match="exclude_class=-1")
+
+
+def test_aggregate_prior_codes_come_from_the_runs_own_training_images(vae_runs):
+    import numpy as np
+
+    import genlab.recipes.generative as generative
+    from genlab.data.images import load_images
+
+    model, r = generative.load_generative(vae_runs / "cvae-no3")
+    images, labels = load_images("digits", "train")
+    end = len(images) - r["data"]["val_size"]
+    mu, logvar = generative._training_codes(model, r, 10**6)
+    assert mu.shape == logvar.shape == (int((labels[:end] != 3).sum()), model.config.latent_dim)
+    first = images[:end][labels[:end] != 3][:5]
+    x = torch.from_numpy(first.astype(np.float32) / 255).unsqueeze(1)
+    y = torch.from_numpy(labels[:end][labels[:end] != 3][:5].astype("int64"))
+    torch.testing.assert_close(mu[:5], model.encode(x, y)[0])
 
 
 def test_exclude_class_removes_it_from_training(tmp_path, monkeypatch):

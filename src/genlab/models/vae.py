@@ -22,7 +22,7 @@ decoder, p(x | z, y); sampling with a chosen y draws an image of that class.
 
 Likelihoods p(x | z) (``likelihood``): ``"bernoulli"``, each pixel an independent Bernoulli whose
 logit the decoder outputs (intensities in [0, 1] are used as soft targets); ``"gaussian"``, each
-pixel N(mean, 1) with the mean in [0, 1] from a sigmoid. :meth:`VAE.decode` returns those
+pixel N(mean, sigma^2) with the mean in [0, 1] from a sigmoid and a fixed ``sigma``. :meth:`VAE.decode` returns those
 parameters (logits or means); :meth:`VAE.sample`, :meth:`VAE.reconstruct` and
 :meth:`VAE.interpolate` return mean images in [0, 1].
 
@@ -53,12 +53,15 @@ class VAEConfig:
     hidden: int = 256  # width of the fully connected layer on each side
     n_classes: int = 0  # > 0: conditional VAE on one-hot labels of this many classes
     likelihood: str = "bernoulli"  # bernoulli | gaussian
+    sigma: float = 1.0  # gaussian: the decoder's fixed standard deviation per pixel (about 0.1 suits images)
 
     def __post_init__(self):
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood='{self.likelihood}' is not one of {LIKELIHOODS}")
         if not self.widths:
             raise ValueError("widths needs at least one stage")
+        if self.sigma <= 0:
+            raise ValueError(f"sigma={self.sigma} must be positive")
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim={self.latent_dim} must be at least 1")
         if self.n_classes < 0:

@@ -21,9 +21,13 @@ Reconstruction terms, summed over the D pixels, with l the decoder's logits and 
 
     bernoulli:  -log p(x | z) = -sum_d [x_d log s(l_d) + (1 - x_d) log(1 - s(l_d))]    (s = sigmoid)
                 (binary cross-entropy with logits; intensities x_d in [0, 1] are soft targets)
-    gaussian:   -log p(x | z) = 1/2 sum_d (x_d - m_d)^2 + D/2 log(2 pi)            (unit variance)
+    gaussian:   -log p(x | z) = 1/2 sum_d ((x_d - m_d) / sigma)^2 + D log sigma + D/2 log(2 pi)
 
-The constant D/2 log(2 pi) is included, so both are true negative log-densities in nats.
+with sigma the decoder's fixed standard deviation (``sigma``, 1 by default). The constants are
+included, so both are true negative log-densities in nats. sigma sets how many nats a squared
+error costs against the KL term: with sigma = 1 a pixel error of 0.1 costs 0.005 nats, so the KL
+term dominates the loss; sigma near the data's residual error (about 0.1 for Fashion-MNIST)
+balances them (cf. Rybkin et al. 2021, arXiv:2006.13202, who learn sigma).
 
 KL of a diagonal Gaussian from the standard normal, in closed form::
 
@@ -37,9 +41,18 @@ Importance-weighted estimate (IWAE, Burda et al. 2015, arXiv:1509.00519), z_s ~ 
 a lower bound on log p(x) that is at least the ELBO in expectation and tightens as S grows; its
 negative estimates the model's NLL, tighter than the negative ELBO.
 
+The prior p(z) of that estimate can be swapped for the aggregate posterior of N training images,
+
+    q(z) = (1/N) sum_n q(z | x_n)        (a mixture of N diagonal Gaussians)
+
+the prior that maximises the training ELBO for a fixed encoder and decoder (Hoffman & Johnson
+2016, "ELBO surgery"; Tomczak & Welling 2018, arXiv:1705.07120, whose VampPrior learns a small
+mixture of this kind). The decoder with this prior is a generative model of its own; its NLL
+flags a latent code that falls between the training codes even where N(0, I) is still dense.
+
 Models are passed in (duck-typed): ``model(x, y)`` returns an output with ``recon``, ``mu``,
-``logvar``; ``model.encode(x, y)``, ``model.decode(z, y)``; ``model.config.likelihood`` and
-``model.config.n_classes`` (> 0: conditional, labels are passed).
+``logvar``; ``model.encode(x, y)``, ``model.decode(z, y)``; ``model.config.likelihood``,
+``model.config.sigma`` (gaussian) and ``model.config.n_classes`` (> 0: conditional, labels are passed).
 """
 
 from __future__ import annotations
@@ -54,13 +67,15 @@ import torch.nn.functional as F
 LOG_2PI = math.log(2 * math.pi)
 
 
-def reconstruction_nll(params: torch.Tensor, x: torch.Tensor, likelihood: str) -> torch.Tensor:
-    """-log p(x | z) per example, (B,) nats: params (B, C, H, W) logits or means, x (B, C, H, W) in [0, 1]."""
+def reconstruction_nll(params: torch.Tensor, x: torch.Tensor, likelihood: str, sigma: float = 1.0) -> torch.Tensor:
+    """-log p(x | z) per example, (B,) nats: params (B, C, H, W) logits or means, x (B, C, H, W) in [0, 1];
+    ``sigma`` the standard deviation of the gaussian likelihood."""
     params, x = params.float().flatten(1), x.float().flatten(1)  # (B, D)
     if likelihood == "bernoulli":
         return F.binary_cross_entropy_with_logits(params, x, reduction="none").sum(1)
     if likelihood == "gaussian":
-        return 0.5 * (x - params).pow(2).sum(1) + 0.5 * x.shape[1] * LOG_2PI
+        D = x.shape[1]
+        return 0.5 * ((x - params) / sigma).pow(2).sum(1) + D * math.log(sigma) + 0.5 * D * LOG_2PI
     raise ValueError(f"likelihood='{likelihood}' is not one of ['bernoulli', 'gaussian']")
 
 
@@ -70,9 +85,18 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
 
 
-def elbo_terms(out: Any, x: torch.Tensor, likelihood: str) -> tuple[torch.Tensor, torch.Tensor]:
+def elbo_terms(out: Any, x: torch.Tensor, likelihood: str, sigma: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(recon NLL (B,), KL (B,)) of a model output with ``recon``, ``mu``, ``logvar``; -ELBO = their sum."""
-    return reconstruction_nll(out.recon, x, likelihood), gaussian_kl(out.mu, out.logvar)
+    return reconstruction_nll(out.recon, x, likelihood, sigma), gaussian_kl(out.mu, out.logvar)
+
+
+def model_elbo_terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple:
+    """:func:`elbo_terms` of ``model(x, y)`` under the model's own likelihood (labels only if conditional)."""
+    return elbo_terms(model(x, _labels(model, y)), x, model.config.likelihood, _sigma(model))
+
+
+def _sigma(model: nn.Module) -> float:
+    return getattr(model.config, "sigma", 1.0)
 
 
 def _labels(model: nn.Module, y: torch.Tensor | None) -> torch.Tensor | None:
@@ -88,10 +112,25 @@ def vae_loss(
     The metrics are batch means in nats per image. For KL warm-up, pass
     ``kl_weight=kl_warmup(trainer.step, warmup_steps)`` from the phase's closure.
     """
-    x, y = batch
-    recon, kl = elbo_terms(model(x, _labels(model, y)), x, model.config.likelihood)
+    recon, kl = model_elbo_terms(model, *batch)
     recon, kl = recon.mean(), kl.mean()
     return recon + beta * kl_weight * kl, {"recon": recon.item(), "kl": kl.item()}
+
+
+def aggregate_posterior_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, chunk: int = 2048):
+    """log q(z) = log (1/N) sum_n N(z; mu_n, exp(logvar_n)) for z (M, L), mu and logvar (N, L): (M,) float64.
+
+    The squared distances come from two matrix products, (M, L) x (L, N), in chunks of ``chunk`` rows.
+    """
+    mu, logvar = mu.float(), logvar.float()
+    inv_var = torch.exp(-logvar)  # (N, L)
+    # log N(z; mu_n, var_n) = -1/2 sum_l [z^2 / var - 2 z mu / var + mu^2 / var + log var + log 2 pi]
+    const = -0.5 * ((mu.pow(2) * inv_var).sum(1) + logvar.sum(1) + mu.shape[1] * LOG_2PI)  # (N,)
+    out = []
+    for zc in z.float().split(chunk):
+        log_n = -0.5 * zc.pow(2) @ inv_var.T + zc @ (mu * inv_var).T + const  # (chunk, N)
+        out.append(torch.logsumexp(log_n, dim=1).double() - math.log(len(mu)))
+    return torch.cat(out)
 
 
 def kl_warmup(step: int, warmup_steps: int) -> float:
@@ -104,7 +143,7 @@ def kl_warmup(step: int, warmup_steps: int) -> float:
 @torch.no_grad()
 def negative_elbo(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """-ELBO per example, (B,) nats (one sample of z for the reconstruction term, the KL exact)."""
-    recon, kl = elbo_terms(model(x, _labels(model, y)), x, model.config.likelihood)
+    recon, kl = model_elbo_terms(model, x, y)
     return recon + kl
 
 
@@ -121,11 +160,13 @@ def iwae_nll(
     k: int = 100,
     generator: torch.Generator | None = None,
     max_batch: int = 4096,
+    prior: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """-log p(x) estimated with k importance samples from q(z | x), (B,) nats (<= -ELBO in expectation).
 
     The decoder sees at most ``max_batch`` images at a time (chunks of samples); the log-weights
-    and their logsumexp are kept in float64.
+    and their logsumexp are kept in float64. ``prior``: (mu (N, L), logvar (N, L)) of training
+    images, to use their aggregate posterior as p(z) instead of N(0, I).
     """
     y = _labels(model, y)
     likelihood = model.config.likelihood
@@ -140,8 +181,11 @@ def iwae_nll(
         eps = torch.randn(S, B, L, generator=generator, device=noise_device).to(mu.device)  # (S, B, L)
         z = mu + std * eps  # (S, B, L)
         params = model.decode(z.flatten(0, 1), None if y is None else _tile(y, S))  # (S * B, C, H, W)
-        log_px = -reconstruction_nll(params, _tile(x, S), likelihood).view(S, B)
-        log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)  # (S, B) log N(z; 0, I)
+        log_px = -reconstruction_nll(params, _tile(x, S), likelihood, _sigma(model)).view(S, B)
+        if prior is None:
+            log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)  # (S, B) log N(z; 0, I)
+        else:
+            log_pz = aggregate_posterior_log_prob(z.flatten(0, 1), *prior).view(S, B)
         log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)  # (S, B) log N(z; mu, sigma^2)
         log_w.append((log_px + log_pz - log_qz).double())
     log_px_hat = torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)  # (B,)

@@ -24,7 +24,7 @@ from genlab.models import build_model, family_of
 from genlab.models.gan import GAN, gan_parts
 from genlab.models.vae import VAE
 from genlab.objectives.adversarial import discriminator_step, generator_step
-from genlab.objectives.elbo import elbo_terms, iwae_nll, kl_warmup, negative_elbo, vae_loss
+from genlab.objectives.elbo import iwae_nll, kl_warmup, model_elbo_terms, negative_elbo, vae_loss
 from genlab.recipes.grid import save_grid
 from genlab.recipes.runs import check_run_dir, create_run_dir, model_config, read_run_config
 from genlab.training.checkpoint import find_checkpoint, load_weights
@@ -359,18 +359,26 @@ def encode_images(run_dir: Path, out: Path, split: str = "test", which: str = "b
 
 @torch.no_grad()
 def evaluate_vae(
-    run_dir: Path, k: int = 100, which: str = "best", limit: int = 0, seed: int = 0, background: Path | None = None
+    run_dir: Path,
+    k: int = 100,
+    which: str = "best",
+    limit: int = 0,
+    seed: int = 0,
+    background: Path | None = None,
+    prior_images: int = 20_000,
 ) -> dict:
     """Test-set likelihood of a VAE run in nats per image: the negative ELBO and the importance-weighted
     NLL with ``k`` samples (Burda et al. 2015). For a run trained without one class (``data.exclude_class``)
     the test set is split: the metrics are on the nine trained classes, and the held-out class is scored
     as anomalies (AUROC, anomaly = positive) by each quantity and by the IWAE NLL corrected for input
-    complexity (:mod:`genlab.eval.anomaly`). ``background``: a VAE run on the same classes trained on
-    perturbed images (``data.perturb``); adds the likelihood-ratio score NLL - NLL_background."""
+    complexity (:mod:`genlab.eval.anomaly`), also with the aggregate posterior of ``prior_images``
+    training images as the prior (:func:`genlab.objectives.elbo.aggregate_posterior_log_prob`).
+    ``background``: a VAE run on the same classes trained on perturbed images (``data.perturb``);
+    adds the likelihood-ratio score NLL - NLL_background."""
     from genlab.eval.anomaly import auroc, pixel_entropy, png_code_length
 
-    if k < 1:
-        raise ConfigError(f"k must be at least 1, got {k}")
+    if k < 1 or prior_images < 1:
+        raise ConfigError(f"k={k} and prior_images={prior_images} must be at least 1")
     model, recipe = load_generative(run_dir, which)
     if not isinstance(model, VAE):
         raise ConfigError(f"{run_dir} is a GAN run: likelihoods need a VAE")
@@ -408,6 +416,14 @@ def evaluate_vae(
         if model.config.likelihood == "bernoulli":
             result["auroc_excess_nll"] = round(auroc((nll_t - pixel_entropy(x)).numpy(), is_anomaly), 4)
         result["auroc_kl"] = round(auroc(kl_t.numpy(), is_anomaly), 4)
+        # the same decoder with the aggregate posterior of the training images as its prior
+        codes = _training_codes(model, recipe, prior_images)
+        _, nll_a, _ = _test_likelihoods(model, x, y, k, seed, "aggregate-prior likelihood", prior=codes)
+        result["test_iwae_nll_aggregate_prior"] = round(nll_a[inside].mean().item(), 3)
+        result["auroc_iwae_nll_aggregate_prior"] = round(auroc(nll_a.numpy(), is_anomaly), 4)
+        if model.config.likelihood == "bernoulli":
+            excess_a = (nll_a - pixel_entropy(x)).numpy()
+            result["auroc_excess_nll_aggregate_prior"] = round(auroc(excess_a, is_anomaly), 4)
         if background is not None:  # Ren et al. 2019: the background model's NLL carries the image statistics
             _, bg_nll, _ = _test_likelihoods(bg_model, x, None, k, seed, "background likelihood")
             result["auroc_likelihood_ratio"] = round(auroc((nll_t - bg_nll).numpy(), is_anomaly), 4)
@@ -415,8 +431,11 @@ def evaluate_vae(
 
 
 @torch.no_grad()
-def _test_likelihoods(model: VAE, x: torch.Tensor, y: torch.Tensor | None, k: int, seed: int, desc: str) -> tuple:
-    """(-ELBO, IWAE NLL with k samples, KL term) of each image, float64 (N,) nats."""
+def _test_likelihoods(
+    model: VAE, x: torch.Tensor, y: torch.Tensor | None, k: int, seed: int, desc: str, prior: tuple | None = None
+) -> tuple:
+    """(-ELBO, IWAE NLL with k samples, KL term) of each image, float64 (N,) nats; ``prior``: the
+    (mu, logvar) of the images whose aggregate posterior replaces N(0, I) in the IWAE NLL."""
     from tqdm import tqdm
 
     gen = torch.Generator().manual_seed(seed)
@@ -425,11 +444,24 @@ def _test_likelihoods(model: VAE, x: torch.Tensor, y: torch.Tensor | None, k: in
     step = 250
     for i in tqdm(range(0, len(x), step), desc=f"{desc} (k={k})", unit="batch", leave=False):
         yb = y[i : i + step] if model.config.n_classes else None
-        recon, kl_b = elbo_terms(model(x[i : i + step], yb), x[i : i + step], model.config.likelihood)
+        recon, kl_b = model_elbo_terms(model, x[i : i + step], yb)
         nelbo.append(recon + kl_b)  # = negative_elbo, keeping the KL term apart
         kl.append(kl_b)
-        nll.append(iwae_nll(model, x[i : i + step], yb, k=k, generator=gen))
+        nll.append(iwae_nll(model, x[i : i + step], yb, k=k, generator=gen, prior=prior))
     return tuple(torch.cat(t).double() for t in (nelbo, nll, kl))
+
+
+@torch.no_grad()
+def _training_codes(model: VAE, recipe: dict, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, logvar) of q(z | x) for the first ``n`` training images of the run (its own split and classes)."""
+    d = recipe["data"]
+    images, labels = load_images(d["source"], "train")
+    end = len(images) - int(d.get("val_size", 0))
+    images, labels = select(images[:end], labels[:end], int(d.get("exclude_class", -1)))
+    x = to_float(torch.from_numpy(images[:n]))
+    y = torch.from_numpy(labels[:n].astype("int64")) if model.config.n_classes else None
+    codes = [model.encode(x[i : i + 1000], None if y is None else y[i : i + 1000]) for i in range(0, len(x), 1000)]
+    return torch.cat([c[0] for c in codes]), torch.cat([c[1] for c in codes])
 
 
 @torch.no_grad()
