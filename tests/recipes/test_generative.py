@@ -214,8 +214,10 @@ def test_eval_reports_likelihoods_and_the_held_out_class_auroc(vae_runs, capsys)
     # the importance-weighted bound is tighter than the ELBO, on average
     assert 0 < result["test_iwae_nll"] < result["test_nelbo"]
     scores = ("nelbo", "iwae_nll", "complexity", "excess_nll", "kl", "iwae_nll_aggregate_prior")
-    assert all(0.0 <= result[f"auroc_{k}"] <= 1.0 for k in (*scores, "excess_nll_aggregate_prior"))
+    assert all(0.0 <= result[f"auroc_{k}"] <= 1.0 for k in (*scores, "nelbo_aggregate_prior"))
+    assert 0 <= result["auroc_excess_nelbo_aggregate_prior"] <= 1
     assert 0 < result["test_iwae_nll_aggregate_prior"] != result["test_iwae_nll"]
+    assert result["test_iwae_nll_aggregate_prior"] < result["test_nelbo_aggregate_prior"]
     # fewer training codes in the mixture prior: another estimate; none is an error
     code, out, err = genlab("eval", vae_runs / "cvae-no3", "--k", "4", "--prior-images", "50", capsys=capsys)
     assert code == 0, err

@@ -153,7 +153,7 @@ def _tile(t: torch.Tensor, S: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def iwae_nll(
+def importance_log_weights(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor | None = None,
@@ -162,11 +162,11 @@ def iwae_nll(
     max_batch: int = 4096,
     prior: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """-log p(x) estimated with k importance samples from q(z | x), (B,) nats (<= -ELBO in expectation).
+    """log w_s = log p(x | z_s) + log p(z_s) - log q(z_s | x) for k samples z_s ~ q(z | x): (k, B) float64.
 
-    The decoder sees at most ``max_batch`` images at a time (chunks of samples); the log-weights
-    and their logsumexp are kept in float64. ``prior``: (mu (N, L), logvar (N, L)) of training
-    images, to use their aggregate posterior as p(z) instead of N(0, I).
+    Their mean over s is a k-sample estimate of the ELBO; :func:`iwae_nll` is their logsumexp. The
+    decoder sees at most ``max_batch`` images at a time (chunks of samples). ``prior``: (mu (N, L),
+    logvar (N, L)) of training images, to use their aggregate posterior as p(z) instead of N(0, I).
     """
     y = _labels(model, y)
     likelihood = model.config.likelihood
@@ -187,6 +187,21 @@ def iwae_nll(
         else:
             log_pz = aggregate_posterior_log_prob(z.flatten(0, 1), *prior).view(S, B)
         log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)  # (S, B) log N(z; mu, sigma^2)
-        log_w.append((log_px + log_pz - log_qz).double())
-    log_px_hat = torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)  # (B,)
-    return (-log_px_hat).to(mu.dtype)
+        log_w.append(log_px.double() + log_pz.double() - log_qz.double())
+    return torch.cat(log_w)
+
+
+@torch.no_grad()
+def iwae_nll(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    k: int = 100,
+    generator: torch.Generator | None = None,
+    max_batch: int = 4096,
+    prior: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """-log p(x) estimated with k importance samples from q(z | x), (B,) nats (<= -ELBO in expectation):
+    -(logsumexp_s log w_s - log k) of :func:`importance_log_weights` (same arguments), kept in float64."""
+    log_w = importance_log_weights(model, x, y, k, generator, max_batch, prior)
+    return (-(torch.logsumexp(log_w, dim=0) - math.log(k))).float()
