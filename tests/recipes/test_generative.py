@@ -344,3 +344,20 @@ def test_conditional_sample_grid_has_one_column_per_class(vae_runs, tmp_path):
 
     save_view(vae_runs / "cvae-no3", tmp_path / "c.png", "samples", n=20)
     assert Image.open(tmp_path / "c.png").size == (10 * 10 + 2, 2 * 10 + 2)  # 10 classes x 2 rows of 8-px digits
+
+
+def test_a_gaussian_vae_trains_and_scores_anomalies_without_a_floor(tmp_path):
+    import genlab.recipes.generative as generative
+
+    g = load_recipe("vae/fashion-gaussian")["model"]
+    assert (g["likelihood"], g["sigma"]) == ("gaussian", 0.1)
+    r = recipe("vae/digits", 30)
+    r["model"].update({"likelihood": "gaussian", "sigma": 0.1})
+    r["data"].update({"exclude_class": 3, "val_size": 200})
+    train_vae(r, tmp_path / "run")
+    model, _ = generative.load_generative(tmp_path / "run")
+    assert model.config.sigma == 0.1
+    result = generative.evaluate_vae(tmp_path / "run", k=4, prior_images=300)
+    assert 0.0 <= result["auroc_nelbo_aggregate_prior"] <= 1.0
+    # a Gaussian density has no per-image floor to subtract
+    assert "auroc_excess_nll" not in result and "auroc_excess_nelbo_aggregate_prior" not in result
