@@ -153,28 +153,24 @@ def _tile(t: torch.Tensor, S: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def importance_log_weights(
+def importance_samples(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor | None = None,
     k: int = 100,
     generator: torch.Generator | None = None,
     max_batch: int = 4096,
-    prior: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """log w_s = log p(x | z_s) + log p(z_s) - log q(z_s | x) for k samples z_s ~ q(z | x): (k, B) float64.
-
-    Their mean over s is a k-sample estimate of the ELBO; :func:`iwae_nll` is their logsumexp. The
-    decoder sees at most ``max_batch`` images at a time (chunks of samples). ``prior``: (mu (N, L),
-    logvar (N, L)) of training images, to use their aggregate posterior as p(z) instead of N(0, I).
-    """
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k samples z_s ~ q(z | x), (k, B, L), and log p(x | z_s) - log q(z_s | x), (k, B) float64: the
+    importance log-weights short of log p(z_s), so that one set of decoder calls serves any prior
+    (:func:`log_prior`). The decoder sees at most ``max_batch`` images at a time (chunks of samples)."""
     y = _labels(model, y)
     likelihood = model.config.likelihood
     mu, logvar = (t.float() for t in model.encode(x, y))  # (B, L)
     B, L = mu.shape
     std = torch.exp(0.5 * logvar)
     chunk = max(1, max_batch // B)  # samples per decoder call
-    log_w = []
+    zs, partial = [], []
     for start in range(0, k, chunk):
         S = min(chunk, k - start)
         noise_device = generator.device if generator is not None else mu.device
@@ -182,13 +178,24 @@ def importance_log_weights(
         z = mu + std * eps  # (S, B, L)
         params = model.decode(z.flatten(0, 1), None if y is None else _tile(y, S))  # (S * B, C, H, W)
         log_px = -reconstruction_nll(params, _tile(x, S), likelihood, _sigma(model)).view(S, B)
-        if prior is None:
-            log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)  # (S, B) log N(z; 0, I)
-        else:
-            log_pz = aggregate_posterior_log_prob(z.flatten(0, 1), *prior).view(S, B)
         log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)  # (S, B) log N(z; mu, sigma^2)
-        log_w.append(log_px.double() + log_pz.double() - log_qz.double())
-    return torch.cat(log_w)
+        zs.append(z)
+        partial.append(log_px.double() - log_qz.double())
+    return torch.cat(zs), torch.cat(partial)
+
+
+def log_prior(z: torch.Tensor, prior: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """log p(z) for z (..., L), float64 (...): N(0, I), or with ``prior`` = (mu (N, L), logvar (N, L)) of
+    training images their aggregate posterior (:func:`aggregate_posterior_log_prob`)."""
+    if prior is None:
+        return -0.5 * (z.double().pow(2) + LOG_2PI).sum(-1)
+    return aggregate_posterior_log_prob(z.flatten(0, -2), *prior).view(z.shape[:-1])
+
+
+def nll_from_log_weights(log_w: torch.Tensor) -> torch.Tensor:
+    """The IWAE estimate -(logsumexp_s log w_s - log k) of k log-weights (k, B) -> (B,); their mean
+    over s, negated, is the k-sample estimate of the negative ELBO."""
+    return -(torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0]))
 
 
 @torch.no_grad()
@@ -201,7 +208,8 @@ def iwae_nll(
     max_batch: int = 4096,
     prior: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """-log p(x) estimated with k importance samples from q(z | x), (B,) nats (<= -ELBO in expectation):
-    -(logsumexp_s log w_s - log k) of :func:`importance_log_weights` (same arguments), kept in float64."""
-    log_w = importance_log_weights(model, x, y, k, generator, max_batch, prior)
-    return (-(torch.logsumexp(log_w, dim=0) - math.log(k))).float()
+    """-log p(x) estimated with k importance samples from q(z | x), (B,) nats (<= -ELBO in expectation);
+    the log-weights and their logsumexp are kept in float64. ``prior``: (mu (N, L), logvar (N, L)) of
+    training images, to use their aggregate posterior as p(z) instead of N(0, I)."""
+    z, partial = importance_samples(model, x, y, k, generator, max_batch)
+    return nll_from_log_weights(partial + log_prior(z, prior)).float()

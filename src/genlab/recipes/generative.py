@@ -9,7 +9,6 @@ At every evaluation a grid of samples is written to ``<run>/samples/step-XXXXXXX
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,15 @@ from genlab.models import build_model, family_of
 from genlab.models.gan import GAN, gan_parts
 from genlab.models.vae import VAE
 from genlab.objectives.adversarial import discriminator_step, generator_step
-from genlab.objectives.elbo import importance_log_weights, kl_warmup, model_elbo_terms, negative_elbo, vae_loss
+from genlab.objectives.elbo import (
+    importance_samples,
+    kl_warmup,
+    log_prior,
+    model_elbo_terms,
+    negative_elbo,
+    nll_from_log_weights,
+    vae_loss,
+)
 from genlab.recipes.grid import save_grid
 from genlab.recipes.runs import check_run_dir, create_run_dir, model_config, read_run_config
 from genlab.training.checkpoint import find_checkpoint, load_weights
@@ -398,7 +405,9 @@ def evaluate_vae(
     if limit:
         images, labels = images[:limit], labels[:limit]
     x, y = to_float(torch.from_numpy(images)), torch.from_numpy(labels.astype("int64"))
-    nelbo_t, nll_t, kl_t, _ = _test_likelihoods(model, x, y, k, seed, "test likelihood")
+    codes = _training_codes(model, recipe, prior_images) if held_out != -1 else None
+    t = _test_likelihoods(model, x, y, k, seed, "test likelihood", prior=codes)
+    nelbo_t, nll_t = t["nelbo"], t["nll"]
     inside = y != held_out
     result = {
         "test_images": int(inside.sum()),
@@ -414,21 +423,21 @@ def evaluate_vae(
         # corrected scores, see genlab.eval.anomaly: the IWAE NLL minus the PNG code length (Serrà et
         # al. 2020) or minus the Bernoulli floor of the image; and the KL term (rate) alone
         result["auroc_complexity"] = round(auroc(nll_t.numpy() - png_code_length(images), is_anomaly), 4)
-        if model.config.likelihood == "bernoulli":
-            result["auroc_excess_nll"] = round(auroc((nll_t - pixel_entropy(x)).numpy(), is_anomaly), 4)
-        result["auroc_kl"] = round(auroc(kl_t.numpy(), is_anomaly), 4)
+        floor = pixel_entropy(x) if model.config.likelihood == "bernoulli" else None
+        if floor is not None:
+            result["auroc_excess_nll"] = round(auroc((nll_t - floor).numpy(), is_anomaly), 4)
+        result["auroc_kl"] = round(auroc(t["kl"].numpy(), is_anomaly), 4)
         # the same decoder with the aggregate posterior of the training images as its prior
-        codes = _training_codes(model, recipe, prior_images)
-        _, nll_a, _, nelbo_a = _test_likelihoods(model, x, y, k, seed, "aggregate-prior likelihood", prior=codes)
+        nll_a, nelbo_a = t["nll_aggregate_prior"], t["nelbo_aggregate_prior"]
         result["test_nelbo_aggregate_prior"] = round(nelbo_a[inside].mean().item(), 3)
         result["test_iwae_nll_aggregate_prior"] = round(nll_a[inside].mean().item(), 3)
         result["auroc_nelbo_aggregate_prior"] = round(auroc(nelbo_a.numpy(), is_anomaly), 4)
         result["auroc_iwae_nll_aggregate_prior"] = round(auroc(nll_a.numpy(), is_anomaly), 4)
-        if model.config.likelihood == "bernoulli":
-            excess_a = (nelbo_a - pixel_entropy(x)).numpy()
+        if floor is not None:
+            excess_a = (nelbo_a - floor).numpy()
             result["auroc_excess_nelbo_aggregate_prior"] = round(auroc(excess_a, is_anomaly), 4)
         if background is not None:  # Ren et al. 2019: the background model's NLL carries the image statistics
-            _, bg_nll, _, _ = _test_likelihoods(bg_model, x, None, k, seed, "background likelihood")
+            bg_nll = _test_likelihoods(bg_model, x, None, k, seed, "background likelihood")["nll"]
             result["auroc_likelihood_ratio"] = round(auroc((nll_t - bg_nll).numpy(), is_anomaly), 4)
     return result
 
@@ -436,25 +445,30 @@ def evaluate_vae(
 @torch.no_grad()
 def _test_likelihoods(
     model: VAE, x: torch.Tensor, y: torch.Tensor | None, k: int, seed: int, desc: str, prior: tuple | None = None
-) -> tuple:
-    """(-ELBO (one z, the KL exact), IWAE NLL with k samples, KL term, -ELBO averaged over the same k
-    samples) of each image, float64 (N,) nats; ``prior``: the (mu, logvar) of the images whose
-    aggregate posterior replaces N(0, I) in the last two (the first and the KL keep N(0, I))."""
+) -> dict[str, torch.Tensor]:
+    """Per image, float64 (N,) nats: ``nelbo`` (one z, the KL exact), ``nll`` (IWAE, k samples) and ``kl``;
+    with ``prior`` (the (mu, logvar) of images whose aggregate posterior replaces N(0, I)) also
+    ``nll_aggregate_prior`` and ``nelbo_aggregate_prior`` (-ELBO averaged over the same k samples)."""
     from tqdm import tqdm
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # the single z of the ELBO's reconstruction term
-    nelbo, nll, kl, nelbo_k = [], [], [], []
+    out: dict[str, list] = {"nelbo": [], "nll": [], "kl": []}
+    if prior is not None:
+        out.update(nll_aggregate_prior=[], nelbo_aggregate_prior=[])
     step = 250
     for i in tqdm(range(0, len(x), step), desc=f"{desc} (k={k})", unit="batch", leave=False):
         yb = y[i : i + step] if model.config.n_classes else None
         recon, kl_b = model_elbo_terms(model, x[i : i + step], yb)
-        nelbo.append(recon + kl_b)  # = negative_elbo, keeping the KL term apart
-        kl.append(kl_b)
-        log_w = importance_log_weights(model, x[i : i + step], yb, k=k, generator=gen, prior=prior)  # (k, B)
-        nll.append(-(torch.logsumexp(log_w, dim=0) - math.log(k)))
-        nelbo_k.append(-log_w.mean(0))
-    return tuple(torch.cat(t).double() for t in (nelbo, nll, kl, nelbo_k))
+        out["nelbo"].append(recon + kl_b)  # = negative_elbo, keeping the KL term apart
+        out["kl"].append(kl_b)
+        z, partial = importance_samples(model, x[i : i + step], yb, k=k, generator=gen)  # one set of decoder calls
+        out["nll"].append(nll_from_log_weights(partial + log_prior(z)))
+        if prior is not None:
+            log_w = partial + log_prior(z, prior)  # (k, B)
+            out["nll_aggregate_prior"].append(nll_from_log_weights(log_w))
+            out["nelbo_aggregate_prior"].append(-log_w.mean(0))
+    return {key: torch.cat(v).double() for key, v in out.items()}
 
 
 @torch.no_grad()
