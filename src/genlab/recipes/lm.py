@@ -10,8 +10,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from genlab.core.config import from_dict, merge, save_yaml, to_dict
 from genlab.core.errors import CheckpointError, ConfigError
 from genlab.core.seed import seed_everything
@@ -84,7 +82,6 @@ def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = F
         resolved = merge(to_dict(r), {"model": {"family": family_of(cfg), **to_dict(cfg)}})
         save_yaml(resolved, run_dir / "config.yaml")
     t = r.train
-    forward = torch.compile(model) if t.compile else model
     optimizer = adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
     data = RandomWindows(train_tokens, block, t.batch_size, seed=t.seed, rank=rt.rank, world_size=rt.world_size)
     # The same evaluation windows whatever the number of processes; each evaluates its shard.
@@ -93,7 +90,7 @@ def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = F
     )
 
     def evaluate(models):
-        return {"val_loss": mean_loss(forward, eval_set, rt.device)}
+        return {"val_loss": mean_loss(models["model"], eval_set, rt.device)}
 
     def on_eval(step, metrics):
         if r.sample.at_eval:
@@ -103,7 +100,7 @@ def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = F
     trainer = Trainer(
         {"model": model},
         {"model": optimizer},
-        [Phase(lambda ms, batch: causal_lm_loss(forward, batch))],
+        [Phase(lambda ms, batch: causal_lm_loss(ms["model"], batch))],
         rt,
         t,
         run_dir=run_dir,

@@ -6,9 +6,17 @@ has two (discriminator, then generator), each with its own optimizer. Per phase:
 
     zero grads
     for each of the `grad_accum` micro-batches:
-        loss = phase.loss(models, batch) / grad_accum      # mean over the global batch
-        loss.backward()                                   # DDP syncs on the last one only
+        loss, metrics = phase.loss(models, batch)          # or just the loss
+        (loss + metrics.get("aux_loss", 0)) / grad_accum   # mean over the global batch
+          .backward()                                     # DDP syncs on the last one only
     clip the gradient norm, optimizer.step()
+
+A loss function may return metrics beside its loss (tensors or floats; they stay tensors
+until a log step, so no micro-batch waits on ``.item()``). The metric ``aux_loss`` is also
+added to what is backpropagated: a mixture-of-experts balancing loss, a value-head loss,
+whatever the objective reports, without the engine knowing where it came from.
+``train.compile`` compiles every model the loss functions and the evaluation receive, for
+every task; checkpoints hold the plain modules.
 
 Around the steps the engine sets the learning rate (warmup + cosine), logs metrics,
 evaluates, keeps the best and last checkpoints, stops cleanly on Ctrl-C (writing a
@@ -41,6 +49,9 @@ from genlab.training.schedules import SCHEDULES
 LossFn = Callable[[dict[str, nn.Module], Any], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
 
 
+BEST_MODES = {"min", "max"}
+
+
 class TrainingError(GenlabError):
     """Training cannot go on (e.g. the loss became NaN)."""
 
@@ -63,8 +74,9 @@ class TrainConfig:
     eval_batches: int = 20
     log_interval: int = 10
     checkpoint_interval: int = 0  # 0: checkpoint at every evaluation
-    best_metric: str = "val_loss"  # lower is better
-    target: float = 0.0  # stop once best_metric <= target (0 disables)
+    best_metric: str = "val_loss"  # the evaluation metric that picks the best checkpoint
+    best_mode: str = "min"  # min: lower is better (a loss); max: higher is better (accuracy, MRR)
+    target: float = 0.0  # stop once best_metric reaches target (<= for min, >= for max; 0 disables)
     max_minutes: float = 0.0  # stop after this much training time (0 disables)
     seed: int = 1337
     device: str = "auto"
@@ -104,9 +116,13 @@ class Trainer:
         self.count = count or _count_items
         self.unit = unit  # what `count` counts, for the progress bar (tok, img, ...)
         self.after_step = after_step  # called with the step number after every optimizer step (e.g. an EMA)
+        if cfg.best_mode not in BEST_MODES:
+            raise GenlabError(f"train.best_mode must be one of {sorted(BEST_MODES)}, got '{cfg.best_mode}'")
+        # What the loss functions and the evaluation call: compiled once if train.compile.
+        self.forward_models = {k: torch.compile(m) for k, m in models.items()} if cfg.compile else models
         self.step = 0
         self.elapsed = 0.0  # seconds of training so far, across resumes
-        self.best: float = math.inf
+        self.best: float = self._worst()
         self.history: list[dict[str, float]] = []  # every logged row, for tests and benchmarks
         self.stop_reason: str | None = None
         self._interrupted = False
@@ -115,6 +131,15 @@ class Trainer:
                 group.setdefault("initial_lr", group["lr"])
 
     # --- state ---------------------------------------------------------------------------
+
+    def _worst(self) -> float:
+        return math.inf if self.cfg.best_mode == "min" else -math.inf
+
+    def _better(self, value: float, than: float) -> bool:
+        return value < than if self.cfg.best_mode == "min" else value > than
+
+    def _reached(self, value: float) -> bool:
+        return value <= self.cfg.target if self.cfg.best_mode == "min" else value >= self.cfg.target
 
     def state_dict(self, data: Any = None) -> dict:
         state = {
@@ -135,7 +160,7 @@ class Trainer:
         for k, opt in self.optimizers.items():
             ckpt.load_optimizer_state(opt, state["optimizers"][k])
         self.step, self.elapsed = state["step"], state["elapsed"]
-        self.best = state["best"] if state["best"] is not None else math.inf
+        self.best = state["best"] if state["best"] is not None else self._worst()
         set_rng_state(state["rng"])
         if data is not None and "data" in state:
             data.load_state_dict(state["data"])
@@ -157,7 +182,7 @@ class Trainer:
         decay = c.decay_steps or c.max_steps
         return SCHEDULES[c.schedule](step, 1.0, min_lr=c.min_lr / c.lr, warmup=c.warmup_steps, decay_steps=decay)
 
-    def _train_step(self, data: Iterator) -> tuple[torch.Tensor, dict[str, float], int]:
+    def _train_step(self, data: Iterator) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         c = self.cfg
         factor = self.lr_factor(self.step)
         for opt in self.optimizers.values():
@@ -166,7 +191,12 @@ class Trainer:
         batches = [next(data) for _ in range(c.grad_accum)]
         ddp = [m for m in self.models.values() if isinstance(m, nn.parallel.DistributedDataParallel)]
         total = torch.zeros((), device=self.runtime.device)
-        extras: dict[str, float] = {}
+        extras: dict[str, torch.Tensor] = {}  # summed over micro-batches, still on the device
+
+        def add(name: str, value: Any) -> None:
+            value = value.detach().float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+            extras[name] = extras.get(name, 0.0) + value / len(batches)
+
         for phase in self.phases:
             opt = self.optimizers[phase.optimizer]
             opt.zero_grad(set_to_none=True)
@@ -177,15 +207,16 @@ class Trainer:
                         for m in ddp:
                             stack.enter_context(m.no_sync())
                     with self.runtime.autocast():
-                        out = phase.loss(self.models, batch)
+                        out = phase.loss(self.forward_models, batch)
                     loss, metrics = out if isinstance(out, tuple) else (out, {})
-                    (loss / len(batches)).backward()
+                    aux = metrics.get("aux_loss")
+                    ((loss if aux is None else loss + aux) / len(batches)).backward()
                 if phase is self.phases[0]:
                     total += loss.detach() / len(batches)
                 for k, v in metrics.items():
-                    extras[k] = extras.get(k, 0.0) + float(v) / len(batches)
+                    add(k, v)
                 if len(self.phases) > 1:
-                    extras[phase.name] = extras.get(phase.name, 0.0) + loss.item() / len(batches)
+                    add(phase.name, loss)
             if c.grad_clip > 0:
                 params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
                 torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
@@ -203,7 +234,7 @@ class Trainer:
             m.eval()
         try:
             with self._own_rng(), self.runtime.autocast():
-                return self.evaluate_fn(self.models)
+                return self.evaluate_fn(self.forward_models)
         finally:
             for m in self.models.values():
                 m.train()
@@ -224,7 +255,7 @@ class Trainer:
         bar = progress(c.max_steps, self.step, enabled=c.progress and rt.is_main)
         restore = self._install_sigint()
         last: dict[str, float] = {}
-        running, n_running, items, t_log = torch.zeros(()), 0, 0, self.elapsed
+        running, n_running, items, t_log = torch.zeros((), device=rt.device), 0, 0, self.elapsed
         for m in self.models.values():
             m.train()
         try:
@@ -232,7 +263,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 loss, extras, n = self._train_step(data)
                 self.elapsed += time.perf_counter() - t0
-                running, n_running, items = running + loss.cpu(), n_running + 1, items + n
+                running, n_running, items = running + loss, n_running + 1, items + n  # no host sync
                 bar.update(1)
                 last_step = self.step == c.max_steps
                 if self.step % c.log_interval == 0 or last_step:
@@ -245,13 +276,14 @@ class Trainer:
                     now = self.elapsed  # training time only: evaluation and checkpoints excluded
                     rate = items / max(now - t_log, 1e-9)
                     lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+                    extras = {k: float(v) for k, v in extras.items()}  # the one host sync of a log step
                     last = {"train_loss": mean, "lr": lr, "items_per_s": rate, "elapsed_s": self.elapsed, **extras}
                     logger.log(self.step, last)
                     self.history.append({"step": self.step, **last})
                     bar.set_postfix(
                         {"loss": f"{mean:.4f}", f"{self.unit}/s": f"{rate:,.0f}", "lr": f"{lr:.2e}"}, refresh=False
                     )
-                    running, n_running, items, t_log = torch.zeros(()), 0, 0, now
+                    running, n_running, items, t_log = torch.zeros((), device=rt.device), 0, 0, now
                 if c.max_minutes and self.elapsed >= 60 * c.max_minutes:
                     self.stop_reason = f"time limit of {c.max_minutes} min"
                 if rt.any(self._interrupted):
@@ -275,7 +307,7 @@ class Trainer:
         metrics = {k: self.runtime.mean(v) for k, v in metrics.items()}
         pointers: tuple[str, ...] = ("last",)
         value = metrics.get(c.best_metric)
-        if value is not None and value < self.best:
+        if value is not None and self._better(value, self.best):
             self.best = value
             pointers = ("last", "best")
         if metrics:
@@ -287,8 +319,8 @@ class Trainer:
         if self.on_eval is not None and self.runtime.is_main:
             with self._own_rng():
                 self.on_eval(self.step, metrics)
-        if value is not None and c.target and value <= c.target and self.stop_reason is None:
-            self.stop_reason = f"reached {c.best_metric} <= {c.target}"
+        if value is not None and c.target and self._reached(value) and self.stop_reason is None:
+            self.stop_reason = f"reached {c.best_metric} {'<=' if c.best_mode == 'min' else '>='} {c.target}"
         self.save(data, pointers, metrics)
         return metrics
 
