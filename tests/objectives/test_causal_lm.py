@@ -88,10 +88,24 @@ def test_the_engine_trains_on_cross_entropy_plus_aux_loss():
     model = TinyLM("model_output", aux_weight=0.05)
     reference = copy.deepcopy(model)
     batch = _batch()
-    cfg = TrainConfig(max_steps=1, warmup_steps=0, schedule="constant", grad_clip=0.0, eval_interval=0,
-                      log_interval=1, progress=False, tensorboard=False)  # fmt: skip
-    trainer = fit(model, causal_lm_loss, iter([batch]), torch.optim.SGD(model.parameters(), lr=0.1),
-                  Runtime(torch.device("cpu"), torch.float32), cfg)  # fmt: skip
+    cfg = TrainConfig(
+        max_steps=1,
+        warmup_steps=0,
+        schedule="constant",
+        grad_clip=0.0,
+        eval_interval=0,
+        log_interval=1,
+        progress=False,
+        tensorboard=False,
+    )
+    trainer = fit(
+        model,
+        causal_lm_loss,
+        iter([batch]),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        Runtime(torch.device("cpu"), torch.float32),
+        cfg,
+    )
     loss, metrics = causal_lm_loss(reference, batch)
     (loss + metrics["aux_loss"]).backward()
     for p, q in zip(model.parameters(), reference.parameters()):
