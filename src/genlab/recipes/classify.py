@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.core.config import from_dict, merge, to_dict
+from genlab.core.config import merge, to_dict
 from genlab.core.errors import ConfigError
 from genlab.data.images import ImageBatches, load_images, select, to_float
 from genlab.models import build_model, family_of
@@ -39,11 +39,6 @@ class ClassifyRecipe:
     model: dict = field(default_factory=lambda: {"preset": "cnn-fashion"})
     data: ImageDataConfig = field(default_factory=ImageDataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
-    r: ClassifyRecipe = from_dict(ClassifyRecipe, recipe)
-    return runner.run("classify", r.train, run_dir, resume, overwrite, lambda s: _prepare(r, s))
 
 
 def _prepare(r: ClassifyRecipe, s: runner.Session) -> runner.Setup:
@@ -105,3 +100,6 @@ def _prepare(r: ClassifyRecipe, s: runner.Session) -> runner.Setup:
         runner.flops_per_item(loss, {"model": model}, next(batches()), rt.device, t.batch_size),
         lambda steps: steps * t.batch_size * t.grad_accum, finish,
     )  # fmt: skip
+
+
+train = runner.entry_point("classify", ClassifyRecipe, _prepare)

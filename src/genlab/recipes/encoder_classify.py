@@ -11,9 +11,8 @@ accuracy goes to ``results.json`` (``genlab eval RUN`` computes the same figure)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from genlab.core.config import from_dict, merge, to_dict
+from genlab.core.config import merge, to_dict
 from genlab.data.corpora import TopicData, topic_dataset
 from genlab.data.tokenized import padded_tokens, real_tokens, reference_batch, shuffled_batches, token_limit, tokenize
 from genlab.eval.classification import classification_scores, classifier_logits
@@ -35,11 +34,6 @@ class ClassifyRecipe:
     # otherwise only FINETUNE_FIELDS (the run directory's config.yaml holds the resolved model)
     data: TopicData = field(default_factory=TopicData)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def train_classifier(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
-    r: ClassifyRecipe = from_dict(ClassifyRecipe, recipe)
-    return runner.run("encoder-classify", r.train, run_dir, resume, overwrite, lambda s: _prepare(r, s))
 
 
 def _prepare(r: ClassifyRecipe, s: runner.Session) -> runner.Setup:
@@ -84,3 +78,6 @@ def _prepare(r: ClassifyRecipe, s: runner.Session) -> runner.Setup:
     fpt = runner.flops_per_item(loss, {"model": model}, batch, rt.device, batch["input_ids"].numel())
     tokens = lambda steps: padded_tokens(sets["train"], t.batch_size, t.seed, d.bucket, steps, t.grad_accum)
     return runner.Setup(trainer, data, n_params, sizes, fpt, tokens, finish)
+
+
+train_classifier = runner.entry_point("encoder-classify", ClassifyRecipe, _prepare)

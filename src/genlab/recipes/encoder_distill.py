@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from genlab.core.config import from_dict, merge, to_dict
+from genlab.core.config import merge, to_dict
 from genlab.data.corpora import topic_dataset
 from genlab.data.tokenized import padded_tokens, real_tokens, reference_batch, shuffled_batches, token_limit, tokenize
 from genlab.eval.classification import classification_scores, classifier_logits
@@ -69,11 +69,6 @@ def time_inference(models: dict[str, Bert], tok, done, batch_size: int, repeats:
             classifier_logits(model, tok, done, batch_size)
             best[name] = min(best[name], time.perf_counter() - start)
     return best
-
-
-def distill(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
-    r: DistillRecipe = from_dict(DistillRecipe, recipe)
-    return runner.run("encoder-distill", r.train, run_dir, resume, overwrite, lambda s: _prepare(r, s), True)
 
 
 def _prepare(r: DistillRecipe, s: runner.Session) -> runner.Setup:
@@ -138,3 +133,6 @@ def _prepare(r: DistillRecipe, s: runner.Session) -> runner.Setup:
     fpt = runner.flops_per_item(loss, {"model": student}, batch, rt.device, batch["input_ids"].numel())
     tokens = lambda steps: padded_tokens(sets["train"], t.batch_size, t.seed, d.bucket, steps, t.grad_accum)
     return runner.Setup(trainer, data, student.num_params(), sizes, fpt, tokens, finish)
+
+
+distill = runner.entry_point("encoder-distill", DistillRecipe, _prepare, single_process=True)

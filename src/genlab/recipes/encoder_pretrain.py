@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch.nn as nn
 
@@ -149,18 +148,17 @@ def pretrain_steps_for(recipe: dict, train_flops: float) -> int:
     raise AssertionError("unreachable")  # the sampler is endless
 
 
-def _recipe(recipe: dict) -> PretrainRecipe:
-    r: PretrainRecipe = from_dict(PretrainRecipe, recipe)
+def _check(r: PretrainRecipe) -> None:
     if r.objective not in OBJECTIVES:
         raise ConfigError(f"unknown objective '{r.objective}'; choose from {list(OBJECTIVES)}")
     if r.data.corpus not in CORPORA:
         raise ConfigError(f"unknown data.corpus '{r.data.corpus}'; choose from {list(CORPORA)}")
+
+
+def _recipe(recipe: dict) -> PretrainRecipe:
+    r: PretrainRecipe = from_dict(PretrainRecipe, recipe)
+    _check(r)
     return r
-
-
-def pretrain(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
-    r = _recipe(recipe)
-    return runner.run("encoder-pretrain", r.train, run_dir, resume, overwrite, lambda s: _prepare(r, s), True)
 
 
 def _prepare(r: PretrainRecipe, s: runner.Session) -> runner.Setup:
@@ -198,3 +196,6 @@ def _prepare(r: PretrainRecipe, s: runner.Session) -> runner.Setup:
     sizes = (f"{r.objective} | {len(p.train_set):,} train / {len(p.val_set):,} val {r.data.corpus} sequences | "
              f"vocab {p.tok.vocab_size} | {fpt / 1e6:.1f} MFLOP per token")  # fmt: skip
     return runner.Setup(trainer, data, n_params, sizes, lambda: fpt, tokens, finish)
+
+
+pretrain = runner.entry_point("encoder-pretrain", PretrainRecipe, _prepare, single_process=True, check=_check)

@@ -13,9 +13,8 @@ MRR and recall@k.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from genlab.core.config import from_dict, merge, to_dict
+from genlab.core.config import merge, to_dict
 from genlab.core.errors import ConfigError
 from genlab.data.batches import ShuffledBatches
 from genlab.data.corpora import CodeData, code_split
@@ -71,14 +70,12 @@ def retrieval_loss(temperature: float):
     return loss
 
 
-def train_retrieval(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
-    r: RetrievalRecipe = from_dict(RetrievalRecipe, recipe)
+def _check(r: RetrievalRecipe) -> None:
     if r.train.best_metric not in RANKING_METRICS or r.train.best_mode != "max":
         raise ConfigError(
             f"encoder-retrieval keeps the checkpoint with the highest {' or '.join(RANKING_METRICS)}: set "
             f"train.best_metric=val_mrr train.best_mode=max (got {r.train.best_metric}, {r.train.best_mode})"
         )
-    return runner.run("encoder-retrieval", r.train, run_dir, resume, overwrite, lambda s: _prepare(r, s), True)
 
 
 def _prepare(r: RetrievalRecipe, s: runner.Session) -> runner.Setup:
@@ -125,6 +122,10 @@ def _prepare(r: RetrievalRecipe, s: runner.Session) -> runner.Setup:
     fpt = runner.flops_per_item(loss, {"model": model}, batch, rt.device, n)
     steps_tokens = _pair_tokens(queries, codes, t, d.bucket)
     return runner.Setup(trainer, data, model.num_params(), sizes, fpt, steps_tokens, finish)
+
+
+train_retrieval = runner.entry_point("encoder-retrieval", RetrievalRecipe, _prepare, single_process=True,
+                                     check=_check)  # fmt: skip
 
 
 def _pair_tokens(queries, codes, t: TrainConfig, bucket: int):

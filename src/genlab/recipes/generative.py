@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from genlab.core.config import from_dict, merge, to_dict
+from genlab.core.config import merge, to_dict
 from genlab.core.errors import ConfigError
 from genlab.data.images import ImageBatches, load_images, perturb, select, to_float
 from genlab.models import build_model, family_of
@@ -146,11 +146,6 @@ def _images_per_step(t: TrainConfig):
     return lambda steps: steps * t.batch_size * t.grad_accum
 
 
-def train_vae(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
-    r: GenerativeRecipe = from_dict(GenerativeRecipe, recipe)
-    return runner.run("vae", r.train, run_dir, resume, overwrite, lambda s: _prepare_vae(r, s))
-
-
 def _prepare_vae(r: GenerativeRecipe, s: runner.Session) -> runner.Setup:
     cfg, data, (val_x, val_y), reference, sizes = _prepare(r, s, "vae")
     rt, t, v = s.rt, r.train, r.vae
@@ -181,9 +176,7 @@ def _prepare_vae(r: GenerativeRecipe, s: runner.Session) -> runner.Setup:
     return runner.Setup(trainer, data, n_params, sizes, fpi, _images_per_step(t), finish)
 
 
-def train_gan(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
-    r: GenerativeRecipe = from_dict(GenerativeRecipe, recipe)
-    return runner.run("gan", r.train, run_dir, resume, overwrite, lambda s: _prepare_gan(r, s))
+train_vae = runner.entry_point("vae", GenerativeRecipe, _prepare_vae)
 
 
 def _prepare_gan(r: GenerativeRecipe, s: runner.Session) -> runner.Setup:
@@ -218,6 +211,9 @@ def _prepare_gan(r: GenerativeRecipe, s: runner.Session) -> runner.Setup:
     finish = lambda trainer: {"best_val_loss": trainer.best} if fid else {}
     n_params = sum(p.numel() for m in trained.values() for p in m.parameters())
     return runner.Setup(trainer, data, n_params, sizes, fpi, _images_per_step(t), finish)
+
+
+train_gan = runner.entry_point("gan", GenerativeRecipe, _prepare_gan)
 
 
 def load_generative(run_dir: Path, which: str = "best") -> tuple[nn.Module, dict]:

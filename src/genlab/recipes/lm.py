@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from genlab.core.config import from_dict, merge, to_dict
+from genlab.core.config import merge, to_dict
 from genlab.data.sources import read_text
 from genlab.data.text import RandomWindows, fixed_batches, split, token_stream
 from genlab.generation.decode import GenerationConfig, generate
@@ -51,11 +50,6 @@ class LMRecipe:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
-
-
-def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
-    r: LMRecipe = from_dict(LMRecipe, recipe)
-    return runner.run("lm", r.train, run_dir, resume, overwrite, lambda s: _prepare(r, s))
 
 
 def _prepare(r: LMRecipe, s: runner.Session) -> runner.Setup:
@@ -105,6 +99,9 @@ def _prepare(r: LMRecipe, s: runner.Session) -> runner.Setup:
         runner.flops_per_item(loss, {"model": model}, next(windows()), rt.device, t.batch_size * block),
         lambda steps: steps * per_step, finish,
     )  # fmt: skip
+
+
+train = runner.entry_point("lm", LMRecipe, _prepare)
 
 
 def sample_texts(model, tok, s: SampleConfig, block_size: int, **override) -> list[str]:

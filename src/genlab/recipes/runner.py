@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genlab.core.config import save_yaml
+from genlab.core.config import from_dict, save_yaml
 from genlab.core.errors import ConfigError, RunDirError
 from genlab.core.seed import seed_everything
 from genlab.training.checkpoint import find_checkpoint
@@ -112,6 +112,27 @@ class Setup:
     flops_per_item: Callable[[], float]  # measures training FLOPs per item (token or image: the trainer's unit)
     items: Callable[[int], int]  # items (per process) of the first n steps
     finish: Callable[[Trainer], dict] | None = None  # test metrics for results.json, on the main process
+
+
+def entry_point(
+    task: str,
+    recipe_class: type,
+    prepare: Callable[[Any, Session], Setup],
+    single_process: bool = False,
+    check: Callable[[Any], None] | None = None,
+) -> Callable[..., Trainer]:
+    """A task's entry point ``train(recipe: dict, run_dir, resume=False, overwrite=False) -> Trainer``:
+    the recipe dict parsed into ``recipe_class`` (unknown keys are errors), ``check``-ed, then :func:`run`
+    with ``prepare(recipe, session)``."""
+
+    def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
+        r = from_dict(recipe_class, recipe)
+        if check is not None:
+            check(r)
+        return run(task, r.train, Path(run_dir), resume, overwrite, lambda s: prepare(r, s), single_process)
+
+    train.__doc__ = f"Train a ``{task}`` recipe (a dict: its YAML with the overrides) into ``run_dir``."
+    return train
 
 
 def run(
