@@ -27,7 +27,8 @@ import torch
 
 from genlab.core.errors import DataError
 from genlab.data.sources import load_fortunes
-from genlab.recipes.embed import embed_texts, load_encoder, minilm_dir
+from genlab.eval.embeddings import embed_texts
+from genlab.runs.encoders import load_encoder, minilm_dir
 
 FIXTURE = Path(__file__).parents[1] / "tests" / "fixtures" / "shakespeare-40k.txt"
 

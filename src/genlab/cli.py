@@ -96,10 +96,11 @@ def sample(
     ] = "samples",
 ) -> None:
     """Generate from a trained run: text (sampling controls, beams, stop strings, streaming) or image grids."""
-    from genlab.core.config import load_yaml
+    from genlab.core.config import from_dict, load_yaml
     from genlab.generation.decode import GenerationConfig, generate
     from genlab.generation.decode import stream as stream_text
-    from genlab.recipes.lm import load_run
+    from genlab.recipes.lm import LMRecipe
+    from genlab.runs import load_run
 
     task = load_yaml(run_dir / "config.yaml").get("task", "lm") if (run_dir / "config.yaml").is_file() else None
     if grid is not None or task in ("vae", "gan"):
@@ -111,8 +112,10 @@ def sample(
         path = save_view(run_dir, grid, show, n=n, seed=seed, which=checkpoint)
         typer.echo(f"wrote {path}")
         return
-    model, tok, recipe = load_run(run_dir, checkpoint)
-    text = recipe.sample.prompt if prompt is None else prompt
+    if task not in (None, "lm"):
+        raise GenlabError(f"{run_dir} is a {task} run: genlab sample generates text from lm runs (or --grid images)")
+    model, tok, config = load_run(run_dir, checkpoint)
+    text = from_dict(LMRecipe, config).sample.prompt if prompt is None else prompt
     cfg = GenerationConfig(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
@@ -245,10 +248,10 @@ def eval_cmd(
     or minilm) MRR and recall@k of finding each standard-library test function from its docstring."""
     import json
 
-    from genlab.recipes import encoder
+    from genlab.runs.evaluate import evaluate_encoder, is_encoder_run
 
-    if task is not None or encoder.is_encoder_run(run_dir):
-        typer.echo(json.dumps(encoder.evaluate(run_dir, task, checkpoint, limit, batch_size, max_length)))
+    if task is not None or is_encoder_run(run_dir):
+        typer.echo(json.dumps(evaluate_encoder(run_dir, task, checkpoint, limit, batch_size, max_length)))
         return
     from genlab.recipes.generative import evaluate_vae
 
@@ -268,7 +271,7 @@ def params(
 
     from genlab.core.config import parse_overrides
     from genlab.models import build_model
-    from genlab.recipes.runs import model_config
+    from genlab.runs import model_config
 
     cfg = model_config({"preset": name, **parse_overrides(overrides or [])})
     with torch.device("meta"):

@@ -24,7 +24,7 @@ from genlab.generation.decode import GenerationConfig, generate
 from genlab.models.convert import gpt2
 from genlab.models.gpt import GPT, GPTConfig
 from genlab.recipes.convert import converted_recipe, genlab_to_hf, hf_to_genlab
-from genlab.recipes.lm import load_run
+from genlab.runs import load_run
 from genlab.tokenizers import BPETokenizer, load_tokenizer
 from genlab.training.checkpoint import save_checkpoint
 
@@ -207,8 +207,8 @@ def test_hf_to_genlab_same_logits_and_greedy_text(hf_dir, bpe, tmp_path):
     result = hf_to_genlab(hf_dir, tmp_path / "run")
     assert result.n_params == sum(p.numel() for p in hf_model(hf_dir).parameters())
     model, tok, recipe = load_run(tmp_path / "run")
-    assert tok.fingerprint() == bpe.fingerprint() and recipe.model["family"] == "gpt"
-    assert "preset" not in recipe.model and recipe.data.tokenizer == "bpe"
+    assert tok.fingerprint() == bpe.fingerprint() and recipe["model"]["family"] == "gpt"
+    assert "preset" not in recipe["model"] and recipe["data"]["tokenizer"] == "bpe"
     ref = hf_model(hf_dir)
     ids = sample_ids(bpe.vocab_size)
     with torch.no_grad():

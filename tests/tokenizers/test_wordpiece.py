@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from genlab.core.errors import TokenizerError
-from genlab.recipes.embed import minilm_dir
+from genlab.runs.encoders import minilm_dir
 from genlab.tokenizers import WordPieceTokenizer, load_tokenizer
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "shakespeare-40k.txt"

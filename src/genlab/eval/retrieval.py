@@ -15,8 +15,12 @@ hit rate, the CodeSearchNet / CodeBERT reporting convention.)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
+
+from genlab.core.errors import ConfigError
+from genlab.eval.embeddings import embed_texts
 
 
 def ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -42,3 +46,23 @@ def ranking_metrics(
         out[f"recall@{k}"] = (r <= k).double().mean().item()
     out["queries"] = int(r.numel())
     return out
+
+
+#: Default token limit of code search, for every model alike (MiniLM's own is 256).
+CODE_SEARCH_MAX_LENGTH = 128
+
+
+def code_search(encoder: Any, pairs: Sequence[Any], batch_size: int = 64, max_length: int | None = None) -> dict:
+    """Rank every code of ``pairs`` (:class:`genlab.data.code.CodePair`) for each docstring query by
+    the cosine of their mean-pooled, normalised embeddings (:func:`genlab.eval.embeddings.embed_texts`);
+    MRR and recall@1/5/10 (query i's right answer is code i). ``encoder``: model, tokenizer,
+    max_length and source (:class:`genlab.runs.encoders.Encoder`)."""
+    if not pairs:
+        raise ConfigError("no code-search pairs to rank")
+    limit = min(CODE_SEARCH_MAX_LENGTH, encoder.max_length) if max_length is None else max_length
+    q, _ = embed_texts(encoder, [p.query for p in pairs], batch_size, limit, True, name="query")
+    c, cut = embed_texts(encoder, [p.code for p in pairs], batch_size, limit, True, name="code")
+    scores = torch.from_numpy(q) @ torch.from_numpy(c).T  # (Q, N) cosines: the rows are unit vectors
+    metrics = ranking_metrics(scores, torch.arange(len(pairs)), ks=(1, 5, 10))
+    return {"task": "code-search", "model": encoder.source, **metrics, "candidates": len(pairs),
+            "max_length": limit, "truncated_codes": len(cut)}  # fmt: skip

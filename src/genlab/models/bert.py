@@ -51,6 +51,7 @@ masked position and -1 elsewhere, the format of ``genlab.objectives.masked_lm.sp
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -58,7 +59,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from genlab.core.errors import ConfigError
+from genlab.core.errors import CheckpointError, ConfigError
 from genlab.core.registry import register
 from genlab.layers.attention import ATTENTION, MultiHeadAttention, padding_mask
 from genlab.layers.linear import Linear
@@ -418,6 +419,34 @@ class Bert(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+# --- fine-tuning: the encoder body of one Bert into another ---------------------------------
+
+
+def encoder_keys(cfg: BertConfig) -> set[str]:
+    """Parameter names of the encoder body (embeddings, layers, pooler): the model without heads."""
+    with torch.device("meta"):
+        return set(Bert(dataclasses.replace(cfg, heads=[])).state_dict())
+
+
+def transfer_encoder(target: Bert, source: dict[str, torch.Tensor], where: str) -> list[str]:
+    """Copy the encoder body of ``source`` (a Bert state dict) into ``target``; the target's heads
+    (and its pooler, if the source has none) keep their fresh initialisation. Returns those
+    names. CheckpointError (naming ``where``) when the bodies do not match."""
+    body = encoder_keys(target.config)
+    own = target.state_dict()
+    fresh = [k for k in own if k not in source or k not in body]
+    missing = [k for k in fresh if k in body and not k.startswith("pooler.")]
+    if missing:
+        raise CheckpointError(f"{where} does not hold this encoder: no weights for {missing[:3]}")
+    for k in own:
+        if k in source and k in body and source[k].shape != own[k].shape:
+            raise CheckpointError(
+                f"{where}: '{k}' has shape {tuple(source[k].shape)} but the model expects {tuple(own[k].shape)}"
+            )
+    target.load_state_dict({k: source[k] for k in own if k in source and k in body}, strict=False)
+    return fresh
 
 
 # --- ELECTRA: a generator and a discriminator that share their embeddings -------------------

@@ -26,3 +26,11 @@ def evaluate_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batc
         loss += F.cross_entropy(logits, yb, reduction="sum").item()
         correct += int((logits.argmax(-1) == yb).sum())
     return {"loss": loss / len(x), "accuracy": correct / len(x)}
+
+
+def sequence_classification_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Cross-entropy of an encoder's sequence-classification head on a padded batch
+    (``input_ids``, ``attention_mask``, ``labels``), with the batch's training accuracy."""
+    logits = model(batch["input_ids"], batch["attention_mask"], heads=["sequence"]).logits.float()  # (B, K)
+    loss = F.cross_entropy(logits, batch["labels"])
+    return loss, {"train_accuracy": (logits.argmax(-1) == batch["labels"]).float().mean().item()}

@@ -28,6 +28,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from genlab.objectives.masked_lm import IGNORE_INDEX
@@ -157,3 +158,25 @@ def init_student_from_teacher(
         elif int(m.group(1)) in new_index:
             student[key[: m.start(1)] + str(new_index[int(m.group(1))]) + key[m.end(1) :]] = value
     return student
+
+
+def sequence_distillation_loss(
+    student: nn.Module,
+    teacher: nn.Module,
+    batch: dict,
+    temperature: float = 2.0,
+    alpha_soft: float = 5.0,
+    alpha_hard: float = 2.0,
+    alpha_cos: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """:func:`distillation_loss` of two sequence classifiers on a padded batch (``input_ids``,
+    ``attention_mask``, ``labels``): the frozen ``teacher`` runs without gradients, the ``student``
+    (the module the loss receives) on the same tokens; logits (B, K), last hidden states (B, T, D)."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    with torch.no_grad():
+        t_out = teacher(ids, mask, heads=["sequence"])
+    s_out = student(ids, mask, heads=["sequence"])
+    return distillation_loss(
+        s_out.logits, t_out.logits, batch["labels"], s_out.hidden, t_out.hidden, mask,
+        temperature=temperature, alpha_ce=alpha_soft, alpha_mlm=alpha_hard, alpha_cos=alpha_cos,
+    )  # fmt: skip

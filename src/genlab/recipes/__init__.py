@@ -1,12 +1,19 @@
-"""Tier 6: recipes = a YAML file under ``configs/<family>/<name>.yaml`` + a generic entry point.
+"""Tier 7: recipes = a YAML file under ``configs/<family>/<name>.yaml`` + a generic entry point.
 
 ``genlab train gpt/shakespeare-char model.n_layer=6`` loads the YAML, merges the dotted
-overrides, and hands the result to the entry point named by its ``task`` key.
+overrides, and hands the result to the entry point named by its ``task`` key (:data:`TASKS`).
+
+One module per task (``lm``, ``classify``, ``generative`` (vae, gan), ``encoder_pretrain``,
+``encoder_classify``, ``encoder_distill``, ``encoder_retrieval``) plus the commands ``embed`` and
+``convert``; what they share is :mod:`genlab.recipes.runner` (set-up, resume, results.json,
+teardown) and :mod:`genlab.recipes.grid`. A task module never imports another: what two tasks
+need lives in a lower tier (a run directory back into a model: :func:`genlab.runs.load_run`).
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from pathlib import Path
 
 from genlab.core.config import load_yaml
@@ -32,13 +39,23 @@ def load_recipe(name: str) -> dict:
     return load_yaml(path)
 
 
-def run_task(recipe: dict, **kwargs) -> object:
-    from genlab.recipes import classify, encoder, generative, lm
+#: task name (the YAML's ``task`` key) -> (module under genlab.recipes, entry point)
+TASKS = {
+    "lm": ("lm", "train"),
+    "classify": ("classify", "train"),
+    "vae": ("generative", "train_vae"),
+    "gan": ("generative", "train_gan"),
+    "encoder-pretrain": ("encoder_pretrain", "pretrain"),
+    "encoder-classify": ("encoder_classify", "train_classifier"),
+    "encoder-distill": ("encoder_distill", "distill"),
+    "encoder-retrieval": ("encoder_retrieval", "train_retrieval"),
+}
 
-    tasks = {"lm": lm.train, "classify": classify.train, "vae": generative.train_vae, "gan": generative.train_gan,
-             "encoder-pretrain": encoder.pretrain, "encoder-classify": encoder.train_classifier,
-             "encoder-distill": encoder.distill, "encoder-retrieval": encoder.train_retrieval}  # fmt: skip
+
+def run_task(recipe: dict, **kwargs) -> object:
+    """Train ``recipe`` with the entry point of its ``task`` (default ``lm``)."""
     task = recipe.get("task", "lm")
-    if task not in tasks:
-        raise ConfigError(f"unknown task '{task}'; choose from {sorted(tasks)}")
-    return tasks[task](recipe, **kwargs)
+    if task not in TASKS:
+        raise ConfigError(f"unknown task '{task}'; choose from {sorted(TASKS)}")
+    module, entry = TASKS[task]
+    return getattr(importlib.import_module(f"genlab.recipes.{module}"), entry)(recipe, **kwargs)

@@ -7,7 +7,7 @@ GPT runs become GPT-2 folders; bert runs (every encoder task) become BERT / RoBE
 ELECTRA / DistilBERT folders, as their config allows (:mod:`genlab.models.convert.bert`).
 The tensor and config maps are pure functions in :mod:`genlab.models.convert.gpt2`; this
 module handles the files around them: the tokenizer, ``config.yaml`` (the resolved recipe
-:func:`genlab.recipes.lm.load_run` reads), the checkpoint pointers, and refusing to clobber
+:func:`genlab.runs.load_run` reads), the checkpoint pointers, and refusing to clobber
 an existing directory. Output is written to a temporary sibling and renamed into place, so
 a failed conversion leaves nothing half-written.
 """
@@ -26,8 +26,8 @@ from genlab.core.errors import ConfigError, RunDirError, TokenizerError
 from genlab.models.bert import BertConfig
 from genlab.models.convert import gpt2
 from genlab.models.gpt import GPT, GPTConfig
-from genlab.recipes.lm import LMRecipe, load_run
-from genlab.recipes.runs import read_run_config
+from genlab.runs import load_run, read_run_config
+from genlab.runs.encoders import load_encoder
 from genlab.tokenizers import EOS_TOKEN, TOKENIZER_FILE, BPETokenizer, CharTokenizer
 from genlab.training.checkpoint import save_checkpoint
 
@@ -104,12 +104,10 @@ def hf_tokenizer(hf_dir: Path) -> tuple[BPETokenizer, str]:
 
 
 def converted_recipe(cfg: GPTConfig, tok: BPETokenizer) -> dict:
-    """The resolved recipe ``config.yaml`` holds: defaults, the model by family and every field."""
-    recipe = to_dict(LMRecipe())
-    recipe["model"] = {"family": "gpt", **to_dict(cfg)}
-    recipe["data"]["tokenizer"] = "bpe"
-    recipe["data"]["vocab_size"] = tok.vocab_size
-    return recipe
+    """The recipe ``config.yaml`` holds: an ``lm`` run with the model by family and every field and
+    its BPE tokenizer (the lm recipe's defaults fill in the rest when it is read)."""
+    return {"task": "lm", "model": {"family": "gpt", **to_dict(cfg)},
+            "data": {"tokenizer": "bpe", "vocab_size": tok.vocab_size}}  # fmt: skip
 
 
 def hf_to_genlab(hf_dir: Path, out_dir: Path, overwrite: bool = False) -> Converted:
@@ -199,7 +197,6 @@ def genlab_to_hf(run_dir: Path, out_dir: Path, overwrite: bool = False, which: s
 
 def _bert_to_hf(run_dir: Path, out_dir: Path, overwrite: bool, which: str) -> Converted:
     from genlab.models.convert import bert as bert_convert
-    from genlab.recipes.embed import load_encoder
     from genlab.tokenizers.wordpiece import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
 
     enc = load_encoder(run_dir, which)

@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from genlab.core.config import from_dict, merge, save_yaml, to_dict
+from genlab.core.config import merge, to_dict
 from genlab.core.errors import ConfigError
-from genlab.core.seed import seed_everything
 from genlab.data.images import ImageBatches, load_images, perturb, select, to_float
 from genlab.models import build_model, family_of
 from genlab.models.gan import GAN, gan_parts
@@ -33,12 +32,13 @@ from genlab.objectives.elbo import (
     nll_from_log_weights,
     vae_loss,
 )
+from genlab.recipes import runner
 from genlab.recipes.grid import save_grid
-from genlab.recipes.runs import check_run_dir, create_run_dir, model_config, read_run_config
-from genlab.training.checkpoint import find_checkpoint, load_weights
+from genlab.runs import load_run, model_config, read_run_config
+from genlab.runs.images import class_cycle, draw, draw_generator
 from genlab.training.engine import Phase, TrainConfig, Trainer
 from genlab.training.optim import adamw
-from genlab.training.runtime import Runtime, unwrap
+from genlab.training.runtime import unwrap
 
 
 @dataclass
@@ -77,63 +77,58 @@ class GenerativeRecipe:
     fid_samples: int = 2000  # samples per evaluation FID (a GAN's best checkpoint is then the lowest FID)
 
 
-def _setup(recipe: dict, run_dir: Path, resume: bool, overwrite: bool, family: str):
-    r: GenerativeRecipe = from_dict(GenerativeRecipe, recipe)
-    rt = Runtime.from_env(r.train.device, r.train.dtype)
-    check_run_dir(run_dir, resume, overwrite)
+def _prepare(r: GenerativeRecipe, s: runner.Session, family: str):
+    """The data and model config of a VAE or GAN run; the run directory is started."""
+    rt, t, d = s.rt, r.train, r.data
     cfg = model_config(r.model)
     if family_of(cfg) != family:
         raise ConfigError(f"task '{r.task}' needs a {family} preset, got a {family_of(cfg)} model")
-    images, labels = load_images(r.data.source, "train")
+    images, labels = load_images(d.source, "train")
     if images.shape[1:] != (cfg.image_size, cfg.image_size):
         raise ConfigError(
-            f"{r.data.source} images are {images.shape[1]}x{images.shape[2]} but the model expects "
+            f"{d.source} images are {images.shape[1]}x{images.shape[2]} but the model expects "
             f"{cfg.image_size}x{cfg.image_size}: set model.image_size={images.shape[1]}"
         )
-    if not 0 < r.data.val_size < len(images):
-        raise ConfigError(f"data.val_size={r.data.val_size} must be between 1 and {len(images) - 1}")
-    if not 0.0 <= r.data.perturb < 1.0:
-        raise ConfigError(f"data.perturb={r.data.perturb} must be in [0, 1): the fraction of pixels replaced by noise")
-    n, d = len(images) - r.data.val_size, r.data
-    train_x, train_y = select(images[:n], labels[:n], d.exclude_class, d.label_fraction, r.train.seed)
-    val_x, val_y = select(images[n:], labels[n:], d.exclude_class, d.label_fraction, r.train.seed)
-    data = ImageBatches(train_x, train_y, r.train.batch_size, r.train.seed, rt.rank, rt.world_size)
+    if not 0 < d.val_size < len(images):
+        raise ConfigError(f"data.val_size={d.val_size} must be between 1 and {len(images) - 1}")
+    if not 0.0 <= d.perturb < 1.0:
+        raise ConfigError(f"data.perturb={d.perturb} must be in [0, 1): the fraction of pixels replaced by noise")
+    n = len(images) - d.val_size
+    train_x, train_y = select(images[:n], labels[:n], d.exclude_class, d.label_fraction, t.seed)
+    val_x, val_y = select(images[n:], labels[n:], d.exclude_class, d.label_fraction, t.seed)
+    batches = lambda: ImageBatches(train_x, train_y, t.batch_size, t.seed, rt.rank, rt.world_size)
+    data = batches()
     val = (to_float(torch.from_numpy(val_x)), torch.from_numpy(val_y.astype("int64")))
-    rt.barrier()
-    if rt.is_main:
-        create_run_dir(run_dir, resume, overwrite)
-        if not resume:
-            resolved = merge(to_dict(r), {"model": {"family": family_of(cfg), **to_dict(cfg)}})
-            save_yaml(resolved, run_dir / "config.yaml")
-    seed_everything(r.train.seed)
-    return r, rt, cfg, data, val
+    s.start(merge(to_dict(r), {"model": {"family": family_of(cfg), **to_dict(cfg)}}))
+    return cfg, data, val, next(batches()), f"{len(train_x):,} train / {len(val_x):,} val images"
 
 
-def _draw(model: nn.Module, n: int, generator: torch.Generator, chunk: int = 500) -> torch.Tensor:
-    """n samples (n, C, H, W) of a VAE or GAN, ``chunk`` at a time; a conditional model cycles through the classes."""
-    sizes = [min(chunk, n - i) for i in range(0, n, chunk)]
-    return torch.cat([model.sample(m, _grid_labels(model.config, m), generator=generator) for m in sizes])
-
-
-def _fid_metric(r: GenerativeRecipe, val_x: torch.Tensor, model: Callable[[], nn.Module]):
-    """FID-FMNIST of ``r.fid_samples`` samples against the validation images, in the features of the
-    classifier run ``r.fid_classifier``; None when none is configured. ``model()`` is the VAE or GAN."""
+def _fid_metric(r: GenerativeRecipe, val_x: torch.Tensor):
+    """``fid(sample)``: FID-FMNIST of ``r.fid_samples`` images ``sample(n, generator)`` draws against
+    the validation images, in the features of the classifier run ``r.fid_classifier``; None when
+    none is configured."""
     if not r.fid_classifier:
         return None
     from genlab.eval.sample_quality import extract, feature_stats, frechet_distance
-    from genlab.recipes.classify import load_classifier
 
     if r.fid_samples < 2:
         raise ConfigError(f"fid_samples={r.fid_samples} must be at least 2")
-    clf = load_classifier(Path(r.fid_classifier))
+    clf = _classifier(Path(r.fid_classifier))
     real = feature_stats(extract(clf.embed, val_x))
 
-    def fid() -> float:
-        gen = torch.Generator().manual_seed(0)
-        fake = _draw(model(), r.fid_samples, gen)
+    def fid(sample: Callable[[int, torch.Generator], torch.Tensor]) -> float:
+        fake = sample(r.fid_samples, torch.Generator().manual_seed(0))
         return frechet_distance(*feature_stats(extract(clf.embed, fake)), *real)
 
     return fid
+
+
+def _classifier(run_dir: Path) -> nn.Module:
+    """The trained classifier of a ``classify`` run (the feature space of FID-FMNIST), in eval mode."""
+    model, _, recipe = load_run(run_dir)
+    if recipe.get("task") != "classify":
+        raise ConfigError(f"{run_dir} is a '{recipe.get('task', 'lm')}' run, not a classifier (train one: cnn/fashion)")
+    return model
 
 
 def _grid_rows(cfg) -> int | None:
@@ -141,52 +136,54 @@ def _grid_rows(cfg) -> int | None:
     return cfg.n_classes or None
 
 
-def _grid_labels(cfg, n: int) -> torch.Tensor | None:
-    """Class-conditional grids draw the labels 0, 1, ..., K-1, 0, 1, ...: with K images a row
-    (``_grid_rows``), each column is one class."""
-    return torch.arange(n) % cfg.n_classes if cfg.n_classes else None
+def _save_grid(model: nn.Module, r: GenerativeRecipe, run_dir: Path, step: int) -> None:
+    gen = torch.Generator().manual_seed(0)
+    images = model.sample(r.grid_size, class_cycle(model.config, r.grid_size), generator=gen)
+    save_grid(images, run_dir / "samples" / f"step-{step:08d}.png", nrow=_grid_rows(model.config))
 
 
-def train_vae(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
-    r, rt, cfg, data, (val_x, val_y) = _setup(recipe, run_dir, resume, overwrite, "vae")
+def _images_per_step(t: TrainConfig):
+    return lambda steps: steps * t.batch_size * t.grad_accum
+
+
+def _prepare_vae(r: GenerativeRecipe, s: runner.Session) -> runner.Setup:
+    cfg, data, (val_x, val_y), reference, sizes = _prepare(r, s, "vae")
+    rt, t, v = s.rt, r.train, r.vae
     model = rt.wrap(build_model(cfg))
-    t, v = r.train, r.vae
 
     def loss(models, batch):  # `trainer.step` is the step being taken, also after a resume
         batch = (perturb(batch[0], r.data.perturb), batch[1])
         return vae_loss(models["model"], batch, beta=v.beta, kl_weight=kl_warmup(trainer.step, v.kl_warmup_steps))
 
-    fid = _fid_metric(r, val_x, lambda: unwrap(model))
+    fid = _fid_metric(r, val_x)
 
     @torch.no_grad()
     def evaluate(models):
-        m = unwrap(models["model"])
+        m = models["model"]
         y = val_y if cfg.n_classes else None
         nelbo = torch.cat([negative_elbo(m, val_x[i : i + 1000], None if y is None else y[i : i + 1000])
                            for i in range(0, len(val_x), 1000)])  # fmt: skip
-        return {"val_loss": nelbo.mean().item(), **({"val_fid": fid()} if fid else {})}
-
-    def on_eval(step, metrics):
-        m = unwrap(model)
-        gen = torch.Generator().manual_seed(0)
-        save_grid(
-            m.sample(r.grid_size, _grid_labels(cfg, r.grid_size), generator=gen),
-            _grid_path(run_dir, step),
-            nrow=_grid_rows(cfg),
-        )
+        return {"val_loss": nelbo.mean().item(), **({"val_fid": fid(lambda n, g: draw(m, n, g))} if fid else {})}
 
     trainer = Trainer(
         {"model": model}, {"model": adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))}, [Phase(loss)], rt, t,
-        run_dir=run_dir, evaluate=evaluate, on_eval=on_eval, count=lambda b: len(b[0]), unit="img",
+        run_dir=s.run_dir, evaluate=evaluate, on_eval=lambda step, _: _save_grid(unwrap(model), r, s.run_dir, step),
+        count=lambda b: len(b[0]), unit="img",
     )  # fmt: skip
-    return _fit(trainer, data, run_dir, resume, rt, f"vae {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M")
+    fpi = runner.flops_per_item(loss, {"model": model}, reference, rt.device, t.batch_size)
+    finish = lambda trainer: {"best_val_loss": trainer.best}
+    n_params = sum(p.numel() for p in model.parameters())
+    return runner.Setup(trainer, data, n_params, sizes, fpi, _images_per_step(t), finish)
 
 
-def train_gan(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
-    r, rt, cfg, data, (val_x, _) = _setup(recipe, run_dir, resume, overwrite, "gan")
+train_vae = runner.entry_point("vae", GenerativeRecipe, _prepare_vae)
+
+
+def _prepare_gan(r: GenerativeRecipe, s: runner.Session) -> runner.Setup:
+    cfg, data, (val_x, _), reference, sizes = _prepare(r, s, "gan")
+    rt, t, g = s.rt, r.train, r.gan
     gan: GAN = build_model(cfg)
     parts = {k: rt.wrap(m) if k != "generator_ema" else m.to(rt.device) for k, m in gan_parts(gan, True).items()}
-    t, g = r.train, r.gan
     opts = {
         "generator": adamw(parts["generator"], t.lr, t.weight_decay, (t.beta1, t.beta2)),
         "discriminator": adamw(parts["discriminator"], t.lr * g.d_lr_scale, t.weight_decay, (t.beta1, t.beta2)),
@@ -197,59 +194,35 @@ def train_gan(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool
               "discriminator", "d_loss"),
         Phase(functools.partial(generator_step, **common), "generator", "g_loss"),
     ]  # fmt: skip
-
-    def on_eval(step, metrics):
-        gen = torch.Generator().manual_seed(0)
-        save_grid(
-            gan.sample(r.grid_size, _grid_labels(cfg, r.grid_size), generator=gen),
-            _grid_path(run_dir, step),
-            nrow=_grid_rows(cfg),
-        )
-
-    fid = _fid_metric(r, val_x, lambda: gan)
+    fid = _fid_metric(r, val_x)
 
     def evaluate(models):  # a GAN has no likelihood: with a classifier, the best checkpoint is the lowest FID
-        value = fid()
+        ema = "generator_ema" in models and int(gan.ema_updates) > 0  # as GAN.sample picks its generator
+        value = fid(lambda n, gen: draw_generator(models["generator_ema" if ema else "generator"], cfg, n, gen))
         return {"val_loss": value, "val_fid": value}
 
     trainer = Trainer(
-        parts, opts, phases, rt, t, run_dir=run_dir, evaluate=evaluate if fid else None, on_eval=on_eval,
-        count=lambda b: len(b[0]), unit="img", after_step=gan.update_ema if cfg.ema else None,
+        parts, opts, phases, rt, t, run_dir=s.run_dir, evaluate=evaluate if fid else None,
+        on_eval=lambda step, _: _save_grid(gan, r, s.run_dir, step), count=lambda b: len(b[0]), unit="img",
+        after_step=gan.update_ema if cfg.ema else None,
     )  # fmt: skip
-    n_params = sum(p.numel() for k, m in parts.items() if k != "generator_ema" for p in m.parameters())
-    return _fit(trainer, data, run_dir, resume, rt, f"gan {n_params / 1e6:.2f}M")
+    trained = {k: m for k, m in parts.items() if k != "generator_ema"}
+    fpi = runner.flops_per_item([p.loss for p in phases], trained, reference, rt.device, t.batch_size)
+    finish = lambda trainer: {"best_val_loss": trainer.best} if fid else {}
+    n_params = sum(p.numel() for m in trained.values() for p in m.parameters())
+    return runner.Setup(trainer, data, n_params, sizes, fpi, _images_per_step(t), finish)
 
 
-def _fit(trainer: Trainer, data, run_dir: Path, resume: bool, rt: Runtime, what: str) -> Trainer:
-    if resume:
-        trainer.resume(find_checkpoint(run_dir / "checkpoints", "last"), data)
-    if rt.is_main:
-        print(f"{what} parameters | {rt.describe()} | {run_dir}")
-    trainer.fit(data)
-    rt.close()
-    return trainer
-
-
-def _grid_path(run_dir: Path, step: int) -> Path:
-    return run_dir / "samples" / f"step-{step:08d}.png"
+train_gan = runner.entry_point("gan", GenerativeRecipe, _prepare_gan)
 
 
 def load_generative(run_dir: Path, which: str = "best") -> tuple[nn.Module, dict]:
-    """The trained VAE or GAN of a run directory, in eval mode, and its resolved recipe."""
+    """The trained VAE or GAN of a run directory (:func:`genlab.runs.load_run`) and its resolved recipe."""
     recipe = read_run_config(run_dir)
     if recipe.get("task") not in ("vae", "gan"):
         raise ConfigError(f"{run_dir} is a '{recipe.get('task', 'lm')}' run: --grid works for VAE and GAN runs")
-    model = build_model(model_config(recipe["model"]))
-    root = run_dir / "checkpoints"
-    path = find_checkpoint(root, which if (root / f"{which}.json").exists() else "last")
-    if isinstance(model, VAE):
-        load_weights(model, path / "model.safetensors")
-    else:
-        for name, part in gan_parts(model, include_ema=True).items():
-            load_weights(part, path / f"{name}.safetensors")
-        if model.generator_ema is not None:
-            model.ema_updates.fill_(1)  # the stored EMA generator is trained: sample from it
-    return model.eval(), recipe
+    model, _, recipe = load_run(run_dir, which)
+    return model, recipe
 
 
 @torch.no_grad()
@@ -258,15 +231,14 @@ def score_samples(run_dir: Path, classifier_dir: Path, n: int = 10_000, seed: in
     space of a genlab classifier run; plus the same distance between ``n`` real training and
     the real test images (the floor a perfect generator would reach at this sample size)."""
     from genlab.eval.sample_quality import extract, feature_stats, frechet_distance, inception_score
-    from genlab.recipes.classify import load_classifier
 
     model, recipe = load_generative(run_dir, which)
-    clf = load_classifier(classifier_dir)
+    clf = _classifier(classifier_dir)
     source = recipe["data"]["source"]
     train_images, _ = load_images(source, "train")
     test_images, _ = load_images(source, "test")
     gen = torch.Generator().manual_seed(seed)
-    fake = _draw(model, n, gen)
+    fake = draw(model, n, gen)
     test = to_float(torch.from_numpy(test_images[:n]))
     idx = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))[:n].numpy()
     train = to_float(torch.from_numpy(train_images[idx]))
@@ -305,7 +277,7 @@ def save_view(run_dir: Path, out: Path, view: str = "samples", n: int = 64, seed
         raise ConfigError(f"unknown view '{view}'; choose from {VIEWS}")
     model, recipe = load_generative(run_dir, which)
     if view == "samples":
-        labels = _grid_labels(model.config, n)
+        labels = class_cycle(model.config, n)
         images = model.sample(n, labels, generator=torch.Generator().manual_seed(seed))
         return save_grid(images, out, nrow=_grid_rows(model.config))
     if not isinstance(model, VAE):
@@ -482,18 +454,3 @@ def _training_codes(model: VAE, recipe: dict, n: int) -> tuple[torch.Tensor, tor
     y = torch.from_numpy(labels[:n].astype("int64")) if model.config.n_classes else None
     codes = [model.encode(x[i : i + 1000], None if y is None else y[i : i + 1000]) for i in range(0, len(x), 1000)]
     return torch.cat([c[0] for c in codes]), torch.cat([c[1] for c in codes])
-
-
-@torch.no_grad()
-def generate_labelled(run_dir: Path, per_class: int, seed: int = 0) -> tuple:
-    """``per_class`` generated images of every class from a conditional VAE or GAN run: uint8 (N, H, W)
-    images (the same format as the datasets) and uint8 (N,) labels."""
-    model, _ = load_generative(run_dir)
-    K = model.config.n_classes
-    if not K:
-        raise ConfigError(f"{run_dir} is an unconditional model: augmentation needs a conditional VAE or GAN")
-    y = torch.arange(K).repeat_interleave(per_class)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.cat([model.sample(len(y[i : i + 500]), y[i : i + 500], generator=gen) for i in range(0, len(y), 500)])
-    images = (x[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-    return images, y.numpy().astype("uint8")

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from genlab.core.config import from_dict, merge, save_yaml, to_dict
-from genlab.core.errors import CheckpointError, ConfigError
-from genlab.core.seed import seed_everything
+from genlab.core.config import merge, to_dict
 from genlab.data.sources import read_text
 from genlab.data.text import RandomWindows, fixed_batches, split, token_stream
 from genlab.generation.decode import GenerationConfig, generate
 from genlab.models import build_model, family_of
 from genlab.objectives.causal_lm import causal_lm_loss, mean_loss
-from genlab.recipes.runs import check_run_dir, create_run_dir, model_config, read_run_config
+from genlab.recipes import runner
+from genlab.runs import load_run, model_config  # load_run: re-exported for tests/training until merge
 from genlab.tokenizers import load_tokenizer, train_tokenizer
-from genlab.training.checkpoint import find_checkpoint, load_weights
 from genlab.training.engine import Phase, TrainConfig, Trainer
 from genlab.training.optim import adamw
-from genlab.training.runtime import Runtime
+from genlab.training.runtime import unwrap
 
 
 @dataclass
@@ -55,14 +52,10 @@ class LMRecipe:
     sample: SampleConfig = field(default_factory=SampleConfig)
 
 
-def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = False) -> Trainer:
-    r: LMRecipe = from_dict(LMRecipe, recipe)
-    rt = Runtime.from_env(r.train.device, r.train.dtype)
-    check_run_dir(run_dir, resume, overwrite)
-    log = print if rt.is_main else (lambda *a, **k: None)
-
+def _prepare(r: LMRecipe, s: runner.Session) -> runner.Setup:
+    rt, run_dir, t = s.rt, s.run_dir, r.train
     # Tokenizer and token stream: trained once, saved beside the checkpoints.
-    if resume:
+    if s.resume:
         tok = load_tokenizer(run_dir)
     else:
         tok = train_tokenizer(r.data.tokenizer, read_text(r.data.source), r.data.vocab_size or None)
@@ -70,20 +63,12 @@ def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = F
     train_tokens, val_tokens = split(tokens, r.data.val_fraction)
     cfg = model_config(r.model, vocab_size=tok.vocab_size)
     block = cfg.block_size
-
-    rt.barrier()  # every process has checked the run directory and read the data
-    if rt.is_main:
-        create_run_dir(run_dir, resume, overwrite)
-    seed_everything(r.train.seed)
+    s.start(merge(to_dict(r), {"model": {"family": family_of(cfg), **to_dict(cfg)}}), tok)
     model = rt.wrap(build_model(cfg))
-    n_params = sum(p.numel() for p in model.parameters())
-    if rt.is_main and not resume:
-        tok.save(run_dir)
-        resolved = merge(to_dict(r), {"model": {"family": family_of(cfg), **to_dict(cfg)}})
-        save_yaml(resolved, run_dir / "config.yaml")
-    t = r.train
     optimizer = adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
-    data = RandomWindows(train_tokens, block, t.batch_size, seed=t.seed, rank=rt.rank, world_size=rt.world_size)
+    windows = lambda: RandomWindows(train_tokens, block, t.batch_size, seed=t.seed, rank=rt.rank,
+                                    world_size=rt.world_size)  # fmt: skip
+    data = windows()
     # The same evaluation windows whatever the number of processes; each evaluates its shard.
     eval_set = fixed_batches(
         val_tokens, block, t.batch_size, t.eval_batches, seed=t.seed + 1, rank=rt.rank, world_size=rt.world_size
@@ -94,32 +79,29 @@ def train(recipe: dict, run_dir: Path, resume: bool = False, overwrite: bool = F
 
     def on_eval(step, metrics):
         if r.sample.at_eval:
-            text = sample_texts(model, tok, r.sample, block, num_samples=1, max_new_tokens=120)[0]
-            log(f"--- sample at step {step} ---\n{text}\n---")
+            text = sample_texts(unwrap(model), tok, r.sample, block, num_samples=1, max_new_tokens=120)[0]
+            s.log(f"--- sample at step {step} ---\n{text}\n---")
 
-    trainer = Trainer(
-        {"model": model},
-        {"model": optimizer},
-        [Phase(lambda ms, batch: causal_lm_loss(ms["model"], batch))],
-        rt,
-        t,
-        run_dir=run_dir,
-        evaluate=evaluate,
-        on_eval=on_eval,
-    )
-    if resume:
-        trainer.resume(find_checkpoint(run_dir / "checkpoints", "last"), data)
-        log(f"resumed {run_dir} at step {trainer.step}")
-    log(
-        f"{family_of(cfg)} {n_params / 1e6:.2f}M parameters | {len(train_tokens):,} train / {len(val_tokens):,} val "
-        f"tokens | vocab {tok.vocab_size} | {rt.describe()} | run dir {run_dir}"
-    )
-    trainer.fit(data)
-    if rt.is_main and trainer.stop_reason != "interrupted" and r.sample.num_samples > 0:
-        for i, text in enumerate(sample_texts(model, tok, r.sample, block)):
-            log(f"--- sample {i + 1} ---\n{text}")
-    rt.close()
-    return trainer
+    loss = lambda ms, batch: causal_lm_loss(ms["model"], batch)
+    trainer = Trainer({"model": model}, {"model": optimizer}, [Phase(loss)], rt, t, run_dir=run_dir,
+                      evaluate=evaluate, on_eval=on_eval)  # fmt: skip
+    per_step = t.batch_size * block * t.grad_accum
+
+    def finish(trainer: Trainer) -> dict:
+        if r.sample.num_samples > 0:
+            for i, text in enumerate(sample_texts(unwrap(model), tok, r.sample, block)):
+                s.log(f"--- sample {i + 1} ---\n{text}")
+        return {"best_val_loss": trainer.best}
+
+    return runner.Setup(
+        trainer, data, sum(p.numel() for p in model.parameters()),
+        f"{len(train_tokens):,} train / {len(val_tokens):,} val tokens | vocab {tok.vocab_size}",
+        runner.flops_per_item(loss, {"model": model}, next(windows()), rt.device, t.batch_size * block),
+        lambda steps: steps * per_step, finish,
+    )  # fmt: skip
+
+
+train = runner.entry_point("lm", LMRecipe, _prepare)
 
 
 def sample_texts(model, tok, s: SampleConfig, block_size: int, **override) -> list[str]:
@@ -140,24 +122,4 @@ def sample_texts(model, tok, s: SampleConfig, block_size: int, **override) -> li
     return [s.prompt + g.text for g in gens]
 
 
-def load_run(run_dir: Path, which: str = "best"):
-    """(model, tokenizer, recipe) of a finished or running run directory."""
-
-    r: LMRecipe = from_dict(LMRecipe, read_run_config(run_dir))
-    tok = load_tokenizer(run_dir)
-    cfg = model_config(r.model)
-    if cfg.vocab_size != tok.vocab_size:
-        raise ConfigError(f"{run_dir}: tokenizer has {tok.vocab_size} tokens but the model {cfg.vocab_size}")
-    model = build_model(cfg)
-    root = run_dir / "checkpoints"
-    if which not in ("best", "last"):
-        raise ConfigError(f"checkpoint must be 'best' or 'last', got '{which}'")
-    try:
-        path = find_checkpoint(root, which)
-    except CheckpointError:
-        if which != "best":
-            raise
-        path = find_checkpoint(root, "last")  # a run stopped before its first evaluation
-    load_weights(model, path / "model.safetensors")
-    model.eval()
-    return model, tok, r
+__all__ = ["LMRecipe", "load_run", "sample_texts", "train"]

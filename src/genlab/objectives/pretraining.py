@@ -1,0 +1,113 @@
+"""Encoder pretraining losses: one training step of MLM, ELECTRA or CodeBERT, ``(models, batch) -> (loss, metrics)``.
+
+Masking is dynamic (RoBERTa): each batch draws a fresh 15% mask (80/10/10) from the global torch
+RNG (:func:`genlab.objectives.masked_lm.mask_tokens`), which checkpoints save and restore.
+
+    mlm       L = L_MLM(encoder)                                   BERT / RoBERTa
+    electra   L = L_MLM(generator) + lambda L_RTD(discriminator)    ELECTRA (Clark et al. 2020), lambda = 50
+    codebert  L = L_MLM(encoder) + L_MLM(generator) + lambda L_RTD(encoder)
+
+``models`` has ``model`` (the encoder, for ELECTRA the discriminator) and, for electra and
+codebert, ``generator``: a small masked LM sharing the encoder's embeddings
+(:func:`genlab.models.bert.electra_pair`). Its samples replace the masked tokens and the encoder
+detects them at every position (:mod:`genlab.objectives.electra`). CodeBERT (Feng et al. 2020,
+arXiv:2002.08155) trains one encoder with both objectives: MLM on the masked pair and
+replaced-token detection on the corrupted pair (its paper's generators are n-gram models; here
+the generator is learned, as in ELECTRA). Masked-LM logits are computed at the masked positions
+only (N of them): the head runs on (N, C), not (B, T, C).
+
+Axes: B batch, T time (tokens), C width, V vocabulary, N masked positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from genlab.core.errors import ConfigError
+from genlab.objectives.electra import electra_loss, replaced_token_detection
+from genlab.objectives.masked_lm import IGNORE_INDEX, mask_tokens, masked_lm_loss
+
+OBJECTIVES = ("mlm", "electra", "codebert")
+
+
+@dataclass
+class PretrainLoss:
+    mask_rate: float = 0.15
+    replace: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # [MASK] / random / keep
+    disc_weight: float = 50.0  # lambda of replaced-token detection (ELECTRA's 50)
+    temperature: float = 1.0  # of the generator's samples
+
+
+def _plain(model: nn.Module) -> nn.Module:
+    """The module inside DDP / torch.compile wrappers (for its heads, which are called directly)."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def mlm_logits(model: nn.Module, inputs: torch.Tensor, batch: dict, selected: torch.Tensor) -> torch.Tensor:
+    """Masked-LM logits (N, V) at the N selected positions only: the body through ``model`` (the
+    module the loss receives), the head on the selected states."""
+    h = model(inputs, batch["attention_mask"], batch["token_type_ids"], heads=()).hidden  # (B, T, C)
+    return _plain(model).mlm(h[selected])  # (N, V)
+
+
+def pretrain_loss(
+    objective: str, mask_id: int, special_ids: Sequence[int], vocab_size: int, lc: PretrainLoss
+) -> Callable[[dict, dict], tuple[torch.Tensor, dict]]:
+    """The loss of one pretraining step, ``(models, batch) -> (loss, metrics)`` (module docstring)."""
+    special = sorted(special_ids)
+
+    def mask(batch: dict):
+        inputs, labels = mask_tokens(
+            batch["input_ids"], mask_id=mask_id, vocab_size=vocab_size, special_ids=special,
+            attention_mask=batch["attention_mask"], rate=lc.mask_rate, replace=lc.replace,
+        )  # fmt: skip
+        return inputs, labels, labels != IGNORE_INDEX  # (B, T), (B, T), (B, T) bool
+
+    def corrupt(gen: nn.Module, inputs, labels, selected, batch):
+        """The generator's MLM logits (N, V) and the discriminator's input: masked positions replaced
+        by samples, with targets (B, T) = 1 where the token differs from the original."""
+        gen_logits = mlm_logits(gen, inputs, batch, selected)
+        ids = batch["input_ids"]
+        sampled, _ = replaced_token_detection(
+            gen_logits, inputs[selected], labels[selected], ids[selected], temperature=lc.temperature
+        )  # the objective's sampling, on the (N,) selected positions
+        corrupted = inputs.clone()
+        corrupted[selected] = sampled
+        return gen_logits, corrupted, (corrupted != ids).float()
+
+    def rtd(model: nn.Module, corrupted, batch) -> torch.Tensor:
+        return model(corrupted, batch["attention_mask"], batch["token_type_ids"], heads=["rtd"]).rtd_logits  # (B, T)
+
+    def mlm(models, batch):
+        inputs, labels, sel = mask(batch)
+        return masked_lm_loss(mlm_logits(models["model"], inputs, batch, sel), labels[sel])
+
+    def electra(models, batch):
+        inputs, labels, sel = mask(batch)
+        gen_logits, corrupted, targets = corrupt(models["generator"], inputs, labels, sel, batch)
+        disc = rtd(models["model"], corrupted, batch)
+        return electra_loss(gen_logits, labels[sel], disc, targets, batch["attention_mask"], lc.disc_weight)
+
+    def codebert(models, batch):
+        enc = models["model"]
+        inputs, labels, sel = mask(batch)
+        enc_mlm, metrics = masked_lm_loss(mlm_logits(enc, inputs, batch, sel), labels[sel])
+        gen_logits, corrupted, targets = corrupt(models["generator"], inputs, labels, sel, batch)
+        disc = rtd(enc, corrupted, batch)
+        rest, more = electra_loss(gen_logits, labels[sel], disc, targets, batch["attention_mask"], lc.disc_weight)
+        return enc_mlm + rest, {**metrics, **more}
+
+    losses = {"mlm": mlm, "electra": electra, "codebert": codebert}
+    if objective not in losses:
+        raise ConfigError(f"unknown objective '{objective}'; choose from {list(OBJECTIVES)}")
+    return losses[objective]
