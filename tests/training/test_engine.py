@@ -13,7 +13,8 @@ from genlab.core.errors import GenlabError
 from genlab.core.registry import preset
 from genlab.models.gpt import GPT
 from genlab.objectives.causal_lm import causal_lm_loss
-from genlab.recipes.lm import load_run, train
+from genlab.recipes.lm import train
+from genlab.runs import load_run
 from genlab.training.checkpoint import find_checkpoint, load_weights, read_pointer
 from genlab.training.engine import Phase, TrainConfig, Trainer, TrainingError, fit
 from genlab.training.optim import adamw
