@@ -123,6 +123,8 @@ def test_grouped_query_attention_config_parameters_and_cache():
     assert caches == [2 * L * 2 * h * 64 * 16 * 4 for h in (8, 2, 1)]  # the cache keeps Hkv heads only
     with pytest.raises(ValueError, match="n_head=8 is not divisible by n_kv_head=3"):
         dataclasses.replace(base, n_kv_head=3)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        dataclasses.replace(base, n_kv_head=-1)
 
 
 def test_alibi_model_has_no_position_table_and_ignores_future_tokens():

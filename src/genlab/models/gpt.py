@@ -65,7 +65,9 @@ class GPTConfig:
                 raise ValueError(f"{field}='{getattr(self, field)}' is not one of {valid}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        if self.n_kv_head < 0 or (self.n_kv_head and self.n_head % self.n_kv_head):
+        if self.n_kv_head < 0:
+            raise ValueError(f"n_kv_head={self.n_kv_head} must be >= 0 (0 means n_head)")
+        if self.n_kv_head and self.n_head % self.n_kv_head:
             raise ValueError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
 
     @property
