@@ -154,8 +154,9 @@ class GPT(nn.Module):
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds the context of {self.config.block_size}")
         ragged = cache is not None and not cache.uniform  # rows of different lengths
-        # Column of each new token in its row's sequence (= cache position): (T,), or (B, T) when ragged.
-        cols = cache.positions(T) if ragged else torch.arange(start, start + T, device=idx.device)
+        cols = None  # column of each new token in its row (= cache position): (T,), or (B, T) when ragged
+        if positions is None or self.alibi is not None:
+            cols = cache.positions(T) if ragged else torch.arange(start, start + T, device=idx.device)
         if positions is None:
             positions = cols
         x = self.tok_emb(idx)  # (B, T, C)
