@@ -10,11 +10,13 @@ from genlab.core.registry import preset
 from genlab.generation.decode import GenerationConfig, TextTracker, beam_search, generate, left_pad, stream
 from genlab.models.gpt import GPT
 
+VARIANTS = {"learned": {"pos": "learned"}, "rope": {"pos": "rope"}, "alibi-mqa": {"pos": "alibi", "n_kv_head": 1}}
 
-@pytest.fixture(scope="module", params=["learned", "rope"])
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def model(request):
     torch.manual_seed(0)
-    cfg = dataclasses.replace(preset("gpt-micro"), pos=request.param, block_size=48)
+    cfg = dataclasses.replace(preset("gpt-micro"), block_size=48, **VARIANTS[request.param])
     return GPT(cfg).eval()
 
 
@@ -39,7 +41,8 @@ def test_cache_is_preallocated_once(model):
     generate(model, [[1, 2, 3]], GenerationConfig(max_new_tokens=5, temperature=0))
     model(torch.tensor([[1, 2, 3]]), cache=cache)
     model(torch.tensor([[4]]), cache=cache)
-    assert cache.k.data_ptr() == cache_ptr and cache.nbytes == 2 * 2 * 1 * 2 * 40 * 16 * 4
+    kv_heads = model.config.kv_heads
+    assert cache.k.data_ptr() == cache_ptr and cache.nbytes == 2 * 2 * 1 * kv_heads * 40 * 16 * 4
 
 
 def test_generation_with_and_without_cache_agree(model):
@@ -75,6 +78,42 @@ def test_seeded_sampling_is_reproducible_and_samples_differ(model):
     a = [g.tokens for g in generate(model, [[1, 2]], cfg)[0]]
     b = [g.tokens for g in generate(model, [[1, 2]], cfg)[0]]
     assert a == b and len({tuple(t) for t in a}) > 1
+
+
+def rows_fed(model):
+    """Record the number of rows of every forward call of ``model``; returns the list."""
+    rows: list[int] = []
+    handle = model.register_forward_pre_hook(lambda mod, args, kwargs: rows.append(args[0].size(0)), with_kwargs=True)
+    return rows, handle
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_samples_share_one_prefill_and_equal_n_prefilled_copies(model, use_cache):
+    prompts = [[1, 2, 3, 4], [5, 6]]
+    cfg = GenerationConfig(max_new_tokens=12, temperature=1.0, top_k=10, num_return_sequences=3, seed=11, logprobs=True)
+    cfg = dataclasses.replace(cfg, use_cache=use_cache)
+    rows, handle = rows_fed(model)
+    try:
+        shared = [g for gens in generate(model, prompts, cfg) for g in gens]
+    finally:
+        handle.remove()
+    assert rows[0] == 2 and set(rows[1:]) == {6}  # the prompts ran once: 2 rows, not 2 x 3
+    # The reference prefills n copies of each prompt (what decoding did before): same tokens.
+    copies = [p for p in prompts for _ in range(3)]
+    ref = [gens[0] for gens in generate(model, copies, dataclasses.replace(cfg, num_return_sequences=1))]
+    assert [g.tokens for g in shared] == [g.tokens for g in ref]
+    for a, b in zip(shared, ref):
+        torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5, rtol=0)
+    assert [g.prompt_index for g in shared] == [0, 0, 0, 1, 1, 1]
+
+
+def test_beams_share_one_prefill(model):
+    rows, handle = rows_fed(model)
+    try:
+        beam_search(model, [[1, 2, 3], [4, 5]], GenerationConfig(max_new_tokens=4, num_beams=3))
+    finally:
+        handle.remove()
+    assert rows[0] == 2 and set(rows[1:]) == {6}
 
 
 def test_logprobs_and_alternatives(model):

@@ -69,3 +69,32 @@ def test_decode_layout_linear_equals_nn_linear_and_never_goes_stale():
     assert layer.decode_weight is None
     narrow = Linear(24, 8)
     assert prepare_decode(narrow) == 0  # (out < in): nn.Linear's layout is the faster one
+
+
+def test_alibi_slopes_follow_the_paper():
+    from genlab.layers.positional import alibi_slopes
+
+    # A power of 2: the geometric sequence 2^(-8h/H), h = 1..H (H = 8: 1/2 ... 1/256).
+    assert alibi_slopes(8).tolist() == [2.0**-h for h in range(1, 9)]
+    assert alibi_slopes(4).tolist() == [2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8]
+    # Otherwise: the 4 slopes for 4 heads, then the odd terms of the 8-head sequence.
+    assert alibi_slopes(6).tolist() == [2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8, 2.0**-1, 2.0**-3]
+    twelve = alibi_slopes(12)
+    torch.testing.assert_close(twelve[:8], alibi_slopes(8))
+    torch.testing.assert_close(twelve[8:], torch.tensor([2.0 ** (-h / 2) for h in (1, 3, 5, 7)]))
+    assert alibi_slopes(1).tolist() == [2.0**-8]
+
+
+def test_alibi_bias_is_minus_slope_times_distance():
+    from genlab.layers.positional import ALiBi, alibi_slopes
+
+    alibi = ALiBi(4)
+    assert alibi.state_dict() == {}  # the slopes are not weights
+    bias = alibi(torch.arange(3, 5), torch.arange(5))  # queries 3, 4 over keys 0..4
+    assert bias.shape == (1, 4, 2, 5)
+    m = alibi_slopes(4)
+    torch.testing.assert_close(bias[0, :, 0, 0], -3 * m)
+    torch.testing.assert_close(bias[0, :, 1, 4], torch.zeros(4))
+    # Shifting every position of a row (left padding) leaves the biases unchanged.
+    rows = alibi(torch.tensor([[3, 4], [8, 9]]), torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]))
+    torch.testing.assert_close(rows[1], rows[0])

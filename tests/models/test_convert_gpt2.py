@@ -191,6 +191,8 @@ def test_other_architectures_are_named(cfg, arch):
         ({"norm": "rmsnorm"}, "norm='rmsnorm'"),
         ({"mlp": "swiglu"}, "mlp='swiglu'"),
         ({"bias": False}, "bias=False"),
+        ({"n_kv_head": 1}, "n_kv_head=1"),
+        ({"pos": "alibi"}, "pos='alibi'"),
     ],
 )
 def test_genlab_configs_gpt2_cannot_express_are_refused(change, field):
@@ -452,4 +454,8 @@ def test_cli_errors_are_one_line(hf_dir, bpe, tmp_path, capsys):
     cfg = GPTConfig(vocab_size=bpe.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16, pos="rope")
     run = make_run(tmp_path / "rope", cfg, bpe)
     one_line_error(capsys, "convert", "genlab-to-hf", run, tmp_path / "b", match="pos='rope'")
+    cfg = GPTConfig(vocab_size=bpe.vocab_size, block_size=32, n_layer=1, n_head=2, n_kv_head=1, n_embd=16)
+    run = make_run(tmp_path / "mqa", cfg, bpe)
+    one_line_error(capsys, "convert", "genlab-to-hf", run, tmp_path / "b", match="no grouped-query attention")
+    assert not (tmp_path / "b").exists()
     one_line_error(capsys, "convert", "genlab-to-hf", tmp_path / "nowhere", tmp_path / "b", match="no config.yaml")

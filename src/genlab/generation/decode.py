@@ -10,7 +10,9 @@ Axes: B batch (prompts x beams or samples), P padded prompt length, V vocab.
 
 Prompts of different lengths are left-padded, so every row's next token sits in the same
 column: ``attention_mask`` hides the padding and ``positions`` count real tokens only, so
-a padded row computes exactly what it would alone. ``use_cache=False`` recomputes the whole
+a padded row computes exactly what it would alone. Several samples or beams of one prompt
+share its prefill: the B prompts run once, then each prompt's cache row is copied into its
+n rows (``KVCache.repeat_rows``), as nanochat does. ``use_cache=False`` recomputes the whole
 sequence at every step: the plain reference path the cached one is tested against.
 """
 
@@ -138,9 +140,14 @@ class _Runner:
     positions count real tokens from the window's start. While the window starts at
     column 0 (the 'error' policy guarantees it does) a cached step feeds one token; once it
     slides, positions of every token change, so the cache is rebuilt from the window.
+
+    ``ids`` has one row per prompt; the first :meth:`next_logits` runs them once and then
+    copies every row (buffer, mask, cache and logits) into ``copies`` consecutive rows.
     """
 
-    def __init__(self, model: nn.Module, ids: torch.Tensor, mask: torch.Tensor | None, cfg: GenerationConfig):
+    def __init__(
+        self, model: nn.Module, ids: torch.Tensor, mask: torch.Tensor | None, cfg: GenerationConfig, copies: int = 1
+    ):
         self.model = model
         self.block = model.config.block_size
         self.device = next(model.parameters()).device
@@ -155,6 +162,7 @@ class _Runner:
         self.length = width  # columns filled
         self.start = 0  # first column of the window
         self.cache = model.make_cache(B, min(total, self.block)) if cfg.use_cache else None
+        self.copies = copies  # rows per prompt once the prompts have run
 
     def _run(self, lo: int, hi: int, cache) -> torch.Tensor:
         """Logits (B, V) after columns lo..hi-1, which follow columns start..lo-1 (cached or not)."""
@@ -169,6 +177,19 @@ class _Runner:
         ]
 
     def next_logits(self) -> torch.Tensor:
+        """Logits (rows, V) for the next token of every row."""
+        logits = self._next_logits()
+        if self.copies > 1:  # the prompts ran once: give each its copies
+            n, self.copies = self.copies, 1
+            self.ids = self.ids.repeat_interleave(n, dim=0)  # (B n, total)
+            if self.mask is not None:
+                self.mask = self.mask.repeat_interleave(n, dim=0)
+            if self.cache is not None:
+                self.cache.repeat_rows(n)
+            logits = logits.repeat_interleave(n, dim=0)  # (B n, V)
+        return logits
+
+    def _next_logits(self) -> torch.Tensor:
         start = max(0, self.length - self.block)
         if self.cache is None:
             self.start = start
@@ -191,11 +212,6 @@ class _Runner:
             self.cache.reorder(index)
 
 
-def _expand(ids: torch.Tensor, mask: torch.Tensor | None, n: int):
-    ids = ids.repeat_interleave(n, dim=0)
-    return ids, (mask.repeat_interleave(n, dim=0) if mask is not None else None)
-
-
 @torch.no_grad()
 def sample_tokens(model: nn.Module, prompts: list[list[int]], cfg: GenerationConfig) -> Iterator[_Step]:
     """Greedy or sampled decoding, one :class:`_Step` per new token for every row.
@@ -205,9 +221,8 @@ def sample_tokens(model: nn.Module, prompts: list[list[int]], cfg: GenerationCon
     cfg.check()
     prompts = _prompts(prompts, cfg, model.config.block_size)
     ids, mask = left_pad(prompts)
-    ids, mask = _expand(ids, mask, cfg.num_return_sequences)
-    runner = _Runner(model, ids, mask, cfg)
-    B = ids.size(0)
+    runner = _Runner(model, ids, mask, cfg, copies=cfg.num_return_sequences)
+    B = ids.size(0) * cfg.num_return_sequences
     device = runner.device
     gen = torch.Generator(device=device)
     if cfg.seed is not None:
@@ -266,8 +281,7 @@ def beam_search(model: nn.Module, prompts: list[list[int]], cfg: GenerationConfi
     prompts = _prompts(prompts, cfg, model.config.block_size)
     K, n_prompts = cfg.num_beams, len(prompts)
     ids, mask = left_pad(prompts)
-    ids, mask = _expand(ids, mask, K)
-    runner = _Runner(model, ids, mask, cfg)
+    runner = _Runner(model, ids, mask, cfg, copies=K)
     device = runner.device
     scores = torch.full((n_prompts, K), -math.inf, device=device)
     scores[:, 0] = 0.0  # all beams start identical: only the first may extend at step 0

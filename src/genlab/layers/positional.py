@@ -1,4 +1,4 @@
-"""Position information: learned tables, fixed sinusoids and rotary embeddings.
+"""Position information: learned tables, fixed sinusoids, rotary embeddings and ALiBi biases.
 
 Learned absolute positions (GPT-1/2, BERT) are an ``nn.Embedding`` owned by the model.
 """
@@ -60,3 +60,48 @@ class Rotary(nn.Module):
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """ALiBi's per-head slopes m_h, shape (H,) (Press et al. 2021, arXiv:2108.12409, section 3).
+
+    For H a power of 2 the slopes are the geometric sequence m_h = 2^(-8h/H), h = 1 .. H
+    (H = 8: 1/2, 1/4, ..., 1/256). Otherwise, with n the largest power of 2 below H, the
+    paper takes the n slopes of that sequence for n heads, then the H - n first of the
+    slopes for 2n heads that fall between them (its odd-numbered terms 2^(-8h/2n), h = 1, 3, 5, ...).
+    """
+    if n_head < 1:
+        raise ValueError(f"ALiBi needs at least one head, got {n_head}")
+
+    def geometric(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * h / n) for h in range(1, n + 1)]
+
+    n = 2 ** math.floor(math.log2(n_head))
+    slopes = geometric(n) + geometric(2 * n)[0::2][: n_head - n]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+class ALiBi(nn.Module):
+    """Attention with Linear Biases (Press et al. 2021, arXiv:2108.12409).
+
+    No position embedding: each head h adds a penalty linear in the distance between the
+    query at position i and the key at position j to the attention scores,
+
+        softmax(q_i K^T / sqrt(D) + m_h [-(i - 0), ..., -(i - j), ..., 0])
+
+    i.e. bias[h, i, j] = -m_h (i - j), with the per-head slopes of :func:`alibi_slopes`.
+    Only differences of positions matter, so left padding (every position of a row shifted
+    by the same amount) leaves a row's biases unchanged. Keys after the query (j > i) get a
+    positive bias; a causal mask hides them.
+    """
+
+    def __init__(self, n_head: int):
+        super().__init__()
+        self.register_buffer("slopes", alibi_slopes(n_head), persistent=False)  # (H,)
+
+    def forward(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        """q_pos (T,) or (B, T) and k_pos (S,) or (B, S) positions -> bias (1 or B, H, T, S)."""
+        q_pos = q_pos if q_pos.dim() == 2 else q_pos[None]  # (B|1, T)
+        k_pos = k_pos if k_pos.dim() == 2 else k_pos[None]  # (B|1, S)
+        dist = q_pos[:, None, :, None] - k_pos[:, None, None, :]  # (B|1, 1, T, S): i - j
+        return -self.slopes[:, None, None] * dist  # (B|1, H, T, S)

@@ -10,8 +10,13 @@ Axes: B batch, T time, C model dim (n_embd), H heads, D head dim (C / H), V voca
     logits = LN(h_L) W_E^T                            output head, tied to E by default
 
 Variants are config fields resolved through visible dicts in ``layers/``:
-``pos`` (learned / sinusoidal / rope / none), ``mlp`` (gelu / gelu_tanh / relu / swiglu),
-``norm`` (layernorm / rmsnorm), ``attention`` (sdpa / eager).
+``pos`` (learned / sinusoidal / rope / alibi / none), ``mlp`` (gelu / gelu_tanh / relu / swiglu),
+``norm`` (layernorm / rmsnorm), ``attention`` (any backend of ``layers.attention.ATTENTION``).
+``n_kv_head`` < ``n_head`` shares each key/value head among n_head / n_kv_head query heads
+(grouped-query attention, Ainslie et al. 2023, arXiv:2305.13245; n_kv_head = 1 is multi-query
+attention, Shazeer 2019, arXiv:1911.02150): fewer parameters and a smaller KV cache.
+``pos="alibi"`` adds no position embedding; each layer's attention scores get the ALiBi bias
+-m_h (i - j) instead (Press et al. 2021, arXiv:2108.12409).
 """
 
 from __future__ import annotations
@@ -28,9 +33,9 @@ from genlab.layers.kv_cache import KVCache
 from genlab.layers.linear import Linear, prepare_decode
 from genlab.layers.mlp import MLP_KINDS, make_mlp
 from genlab.layers.norm import NORM_KINDS, make_norm
-from genlab.layers.positional import Rotary, sinusoidal_table
+from genlab.layers.positional import ALiBi, Rotary, sinusoidal_table
 
-POSITIONS = ["learned", "sinusoidal", "rope", "none"]
+POSITIONS = ["learned", "sinusoidal", "rope", "alibi", "none"]
 
 
 @dataclass
@@ -39,6 +44,7 @@ class GPTConfig:
     block_size: int = 1024  # context length
     n_layer: int = 12
     n_head: int = 12
+    n_kv_head: int = 0  # key/value heads; 0 means n_head (multi-head attention)
     n_embd: int = 768
     mlp_ratio: float = 4.0
     dropout: float = 0.0
@@ -59,6 +65,15 @@ class GPTConfig:
                 raise ValueError(f"{field}='{getattr(self, field)}' is not one of {valid}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.n_kv_head < 0:
+            raise ValueError(f"n_kv_head={self.n_kv_head} must be >= 0 (0 means n_head)")
+        if self.n_kv_head and self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: n_kv_head, or n_head when it is 0."""
+        return self.n_kv_head or self.n_head
 
 
 class Block(nn.Module):
@@ -68,13 +83,19 @@ class Block(nn.Module):
         super().__init__()
         self.ln1 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.attn = MultiHeadAttention(
-            cfg.n_embd, cfg.n_head, bias=cfg.bias, dropout=cfg.dropout, backend=cfg.attention, causal=True
+            cfg.n_embd,
+            cfg.n_head,
+            cfg.kv_heads,
+            bias=cfg.bias,
+            dropout=cfg.dropout,
+            backend=cfg.attention,
+            causal=True,
         )
         self.ln2 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.mlp = make_mlp(cfg.mlp, cfg.n_embd, int(cfg.mlp_ratio * cfg.n_embd), cfg.bias, cfg.dropout)
 
-    def forward(self, x: torch.Tensor, rotary=None, mask=None, cache: KVCache | None = None, layer: int = 0):
-        x = x + self.attn(self.ln1(x), mask=mask, rotary=rotary, cache=cache, layer=layer)
+    def forward(self, x: torch.Tensor, rotary=None, mask=None, cache: KVCache | None = None, layer: int = 0, bias=None):
+        x = x + self.attn(self.ln1(x), mask=mask, rotary=rotary, cache=cache, layer=layer, bias=bias)
         x = x + self.mlp(self.ln2(x))
         return x
 
@@ -89,6 +110,7 @@ class GPT(nn.Module):
         elif cfg.pos == "sinusoidal":
             self.register_buffer("pos_table", sinusoidal_table(cfg.block_size, cfg.n_embd), persistent=False)
         self.rotary = Rotary(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_theta) if cfg.pos == "rope" else None
+        self.alibi = ALiBi(cfg.n_head) if cfg.pos == "alibi" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
@@ -123,14 +145,20 @@ class GPT(nn.Module):
 
         Decoding passes a ``cache`` (see :meth:`make_cache`): the T new tokens take the
         positions after those already cached. Left-padded batches pass ``positions`` (B, T)
-        and ``attention_mask`` (B, S) with 0 at padding, S = cached + T.
+        and ``attention_mask`` (B, S) with 0 at padding, S = cached + T. A cache whose rows
+        have different lengths (continuous batching) places each row's tokens after its own
+        past and hides the rest.
         """
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds the context of {self.config.block_size}")
+        ragged = cache is not None and not cache.uniform  # rows of different lengths
+        cols = None  # column of each new token in its row (= cache position): (T,), or (B, T) when ragged
+        if positions is None or self.alibi is not None:
+            cols = cache.positions(T) if ragged else torch.arange(start, start + T, device=idx.device)
         if positions is None:
-            positions = torch.arange(start, start + T, device=idx.device)  # (T,)
+            positions = cols
         x = self.tok_emb(idx)  # (B, T, C)
         if self.config.pos == "learned":
             x = x + self.pos_emb(positions)
@@ -139,8 +167,16 @@ class GPT(nn.Module):
         x = self.drop(x)
         rotary = (lambda t: self.rotary(t, positions=positions)) if self.rotary is not None else None
         mask = padding_mask(attention_mask, T) if attention_mask is not None else None  # (B, 1, T, S)
+        if ragged:
+            own = cache.key_mask(T)  # (B, 1, T, S): each row sees its own past only
+            mask = own if mask is None else mask & own
+        bias = None
+        if self.alibi is not None:
+            # Distances between columns: left padding shifts a row's positions, not their differences.
+            keys = torch.arange(start + T, device=idx.device)  # (S,)
+            bias = self.alibi(cols, keys).to(x.dtype)  # (1 or B, H, T, S)
         for i, block in enumerate(self.blocks):
-            x = block(x, rotary=rotary, mask=mask, cache=cache, layer=i)
+            x = block(x, rotary=rotary, mask=mask, cache=cache, layer=i, bias=bias)
         if cache is not None:
             cache.advance(T)
         if last_only:
@@ -156,7 +192,7 @@ class GPT(nn.Module):
         return KVCache(
             cfg.n_layer,
             batch,
-            cfg.n_head,
+            cfg.kv_heads,
             cfg.n_embd // cfg.n_head,
             min(max_len, cfg.block_size),
             dtype or ref.dtype,

@@ -180,6 +180,11 @@ def genlab_config_to_hf(cfg: GPTConfig, eos_id: int | None = None, dtype: str = 
             raise ConfigError(
                 f"{field}={getattr(cfg, field)!r} cannot be written as GPT-2, which needs {field}={value!r} ({what})"
             )
+    if cfg.kv_heads != cfg.n_head:
+        raise ConfigError(
+            f"n_kv_head={cfg.n_kv_head} cannot be written as GPT-2, which needs n_kv_head=n_head={cfg.n_head} "
+            "(Hugging Face GPT-2 has no grouped-query attention)"
+        )
     if cfg.mlp not in GENLAB_TO_HF_ACTIVATION:
         raise ConfigError(
             f"mlp={cfg.mlp!r} cannot be written as GPT-2, which needs mlp in {sorted(GENLAB_TO_HF_ACTIVATION)}"
