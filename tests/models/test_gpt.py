@@ -155,3 +155,22 @@ def test_a_prompt_prefilled_alone_joins_a_running_batch():
         step = model(torch.stack([a[9 + t : 10 + t], c[4 + t : 5 + t]]), cache=cache)[:, -1]
         torch.testing.assert_close(step[0], model(a[None, : 10 + t])[0, -1], atol=1e-5, rtol=0)
         torch.testing.assert_close(step[1], model(c[None, : 5 + t])[0, -1], atol=1e-5, rtol=0)
+
+
+def test_hidden_states_come_out_in_a_model_output():
+    from genlab.models.outputs import ModelOutput
+    from genlab.objectives.causal_lm import causal_lm_loss
+
+    model = GPT(preset("gpt-micro")).eval()
+    ids = torch.randint(0, 65, (2, 9))
+    out = model(ids, hidden_states=True)
+    assert isinstance(out, ModelOutput) and out.aux_loss is None
+    torch.testing.assert_close(out.logits, model(ids), rtol=0, atol=0)
+    assert len(out.hidden_states) == model.config.n_layer + 1
+    assert all(h.shape == (2, 9, model.config.n_embd) for h in out.hidden_states)
+    torch.testing.assert_close(out.hidden_states[0], model.tok_emb(ids) + model.pos_emb(torch.arange(9)))
+    torch.testing.assert_close(model.head(model.ln_f(out.hidden_states[-1])), out.logits)
+    # an objective takes either form and computes the same loss
+    wrapped = lambda x: model(x, hidden_states=True)
+    batch = (ids[:, :-1], ids[:, 1:])
+    torch.testing.assert_close(causal_lm_loss(wrapped, batch), causal_lm_loss(model, batch))

@@ -172,9 +172,8 @@ class _Runner:
         else:
             mask = self.mask[:, self.start : hi]  # (B, S)
             positions = _positions(mask)[:, lo - self.start :]  # (B, T)
-        return self.model(self.ids[:, lo:hi], cache=cache, positions=positions, attention_mask=mask, last_only=True)[
-            :, -1
-        ]
+        out = self.model(self.ids[:, lo:hi], cache=cache, positions=positions, attention_mask=mask, last_only=True)
+        return getattr(out, "logits", out)[:, -1]  # a logits tensor, or a ModelOutput's logits
 
     def next_logits(self) -> torch.Tensor:
         """Logits (rows, V) for the next token of every row."""

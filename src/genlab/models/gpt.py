@@ -34,6 +34,7 @@ from genlab.layers.linear import Linear, prepare_decode
 from genlab.layers.mlp import MLP_KINDS, make_mlp
 from genlab.layers.norm import NORM_KINDS, make_norm
 from genlab.layers.positional import ALiBi, Rotary, sinusoidal_table
+from genlab.models.outputs import ModelOutput
 
 POSITIONS = ["learned", "sinusoidal", "rope", "alibi", "none"]
 
@@ -140,8 +141,11 @@ class GPT(nn.Module):
         positions: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         last_only: bool = False,
-    ) -> torch.Tensor:
+        hidden_states: bool = False,
+    ) -> torch.Tensor | ModelOutput:
         """idx: (B, T) token ids -> logits (B, T, V), or (B, 1, V) with ``last_only``.
+        With ``hidden_states`` a :class:`ModelOutput` with the residual stream after the
+        embeddings and after each block (n_layer + 1 tensors of (B, T, C)) beside the logits.
 
         Decoding passes a ``cache`` (see :meth:`make_cache`): the T new tokens take the
         positions after those already cached. Left-padded batches pass ``positions`` (B, T)
@@ -175,13 +179,17 @@ class GPT(nn.Module):
             # Distances between columns: left padding shifts a row's positions, not their differences.
             keys = torch.arange(start + T, device=idx.device)  # (S,)
             bias = self.alibi(cols, keys).to(x.dtype)  # (1 or B, H, T, S)
+        states = [x] if hidden_states else None
         for i, block in enumerate(self.blocks):
             x = block(x, rotary=rotary, mask=mask, cache=cache, layer=i, bias=bias)
+            if states is not None:
+                states.append(x)
         if cache is not None:
             cache.advance(T)
         if last_only:
             x = x[:, -1:]
-        return self.head(self.ln_f(x))  # (B, T, V)
+        logits = self.head(self.ln_f(x))  # (B, T, V)
+        return logits if states is None else ModelOutput(logits, hidden_states=tuple(states))
 
     def make_cache(self, batch: int, max_len: int, dtype=None, device=None) -> KVCache:
         """A KV cache for ``batch`` sequences of up to ``max_len`` (<= block_size) tokens.
