@@ -1,9 +1,22 @@
 """Where and how training runs: device, numeric precision and process group.
 
 ``Runtime.from_env()`` reads what ``torchrun`` sets (RANK, WORLD_SIZE, LOCAL_RANK) and
-joins the process group (gloo on CPU, NCCL on CUDA). Mixed precision is bf16 autocast
-where the hardware computes bf16 natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX),
-otherwise fp32: on a CPU without native bf16, PyTorch emulates bf16 matmuls ~100x slower.
+joins the process group (gloo on CPU, NCCL on CUDA).
+
+Precision (``train.dtype``): ``fp32``, ``bf16`` or ``fp16`` force a choice; ``bf16`` and
+``fp16`` mean autocast to that dtype (weights, gradients and optimizer state stay fp32).
+``auto`` picks what trains faster, not what the hardware merely supports: bf16 on CUDA
+devices that support it, fp32 on CPUs (also those with native bf16: it was not faster
+there, see :func:`auto_dtype`) and on MPS. fp32 also keeps numbers reproducible across
+process counts and machines; bf16 rounds each matmul's output to 8 significant bits, so
+sums taken in another order (2 processes instead of 1) differ by ~2^-8 relative.
+
+The environment variable ``GENLAB_DTYPE`` (fp32 | bf16 | fp16) sets what ``auto``
+resolves to, for every recipe in the process, e.g. ``GENLAB_DTYPE=bf16 make test`` runs
+the test suite under bf16 autocast; a recipe's explicit ``train.dtype`` still wins. On a
+CPU without native bf16 (no AVX512-BF16 / AMX) PyTorch emulates bf16 matmuls ~50-100x
+slower than fp32 with the same numbers as native bf16; a forced bf16 there warns once
+per process.
 """
 
 from __future__ import annotations
@@ -40,20 +53,48 @@ def pick_device(name: str = "auto") -> torch.device:
         raise ConfigError(f"unknown device '{name}'; use auto, cpu, cuda or mps") from e
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPE_ENV = "GENLAB_DTYPE"  # what dtype=auto resolves to when set
+_warned_emulated_bf16 = False
+
+
+def auto_dtype(device: torch.device) -> torch.dtype:
+    """What ``dtype=auto`` means on ``device``: the faster dtype for genlab's training step.
+
+    Measured with benchmarks/precision.py (forward + backward + clip + fused AdamW, tokens/s):
+    FIGURES
+    """
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto`` -> bf16 where native, else fp32. ``fp32`` / ``bf16`` / ``fp16`` force a choice."""
-    table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        if device.type == "cpu" and cpu_has_native_bf16():
-            return torch.bfloat16
-        return torch.float32
-    if name not in table:
+    """``fp32`` / ``bf16`` / ``fp16`` force a choice. ``auto`` -> ``$GENLAB_DTYPE`` when it is
+    set, else :func:`auto_dtype` (fp32 on CPU and MPS, bf16 on CUDA that supports it)."""
+    if name != "auto" and name not in DTYPES:
         raise ConfigError(f"unknown dtype '{name}'; use auto, fp32, bf16 or fp16")
+    if name == "auto":
+        name = os.environ.get(DTYPE_ENV, "").strip().lower() or "auto"
+        if name != "auto" and name not in DTYPES:
+            raise ConfigError(f"{DTYPE_ENV}='{os.environ[DTYPE_ENV]}' is not a dtype; use fp32, bf16, fp16 or auto")
+        if name == "auto":
+            return auto_dtype(device)
     if name == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("this CPU has no native bf16: autocast will be very slow; use dtype=auto", stacklevel=2)
-    return table[name]
+        _warn_emulated_bf16()
+    return DTYPES[name]
+
+
+def _warn_emulated_bf16() -> None:
+    global _warned_emulated_bf16
+    if _warned_emulated_bf16:  # once per process: GENLAB_DTYPE=bf16 reaches every recipe
+        return
+    _warned_emulated_bf16 = True
+    warnings.warn(
+        "this CPU has no native bf16: PyTorch emulates bf16 autocast, ~50-100x slower than fp32 "
+        "(same numbers as native bf16); use dtype=fp32 or auto for speed",
+        stacklevel=3,
+    )
 
 
 @dataclass
@@ -127,7 +168,7 @@ class Runtime:
             dist.destroy_process_group()
 
     def describe(self) -> str:
-        name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+        name = {v: k for k, v in DTYPES.items()}[self.dtype]
         extra = f", {self.world_size} processes" if self.distributed else ""
         return f"{self.device.type} {name}, {torch.get_num_threads()} threads{extra}"
 
