@@ -27,8 +27,14 @@ def tiny_text():
 
 
 def tiny_recipe(source, **train) -> dict:
-    """A gpt-micro language-model recipe that trains in about a second."""
+    """A gpt-micro language-model recipe that trains in about a second.
+
+    It pins ``dtype: fp32``: the tests that use it compare numbers across runs, resumes and
+    process counts, and must give the same answer with ``GENLAB_DTYPE`` set. Pass
+    ``dtype="auto"`` (or ``"bf16"``) for a run that follows the machine (or bf16 autocast).
+    """
     base = {
+        "dtype": "fp32",
         "max_steps": 20,
         "batch_size": 4,
         "lr": 3e-3,

@@ -1,9 +1,23 @@
 """Where and how training runs: device, numeric precision and process group.
 
 ``Runtime.from_env()`` reads what ``torchrun`` sets (RANK, WORLD_SIZE, LOCAL_RANK) and
-joins the process group (gloo on CPU, NCCL on CUDA). Mixed precision is bf16 autocast
-where the hardware computes bf16 natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX),
-otherwise fp32: on a CPU without native bf16, PyTorch emulates bf16 matmuls ~100x slower.
+joins the process group (gloo on CPU, NCCL on CUDA).
+
+Precision (``train.dtype``): ``fp32``, ``bf16`` or ``fp16`` force a choice; ``bf16`` and
+``fp16`` mean autocast to that dtype (weights, gradients and optimizer state stay fp32).
+``auto`` picks what trains faster, not what the hardware merely supports: bf16 on CUDA
+devices that support it, fp32 on CPUs (also those with native bf16: it was not faster
+there, see :func:`auto_dtype`) and on MPS. fp32 also keeps numbers reproducible across
+process counts and machines; bf16 rounds each matmul's output to 8 significant bits, so
+sums taken in another order (2 processes instead of 1) differ by ~2^-8 relative.
+
+The environment variable ``GENLAB_DTYPE`` (fp32 | bf16 | fp16; unset, empty or ``auto``:
+the rule above) sets what ``auto`` resolves to in every recipe of the process and of the
+processes it starts: ``GENLAB_DTYPE=bf16 make test`` trains every test recipe that does not
+pin a dtype under bf16 autocast. A recipe's explicit ``train.dtype`` still wins; a bad value
+is a ConfigError. On a CPU without native bf16 (no AVX512-BF16 / AMX) PyTorch emulates bf16
+with the same numbers as native bf16, but its matmuls run ~50-100x slower than fp32 (a
+training step 8-100x slower); a bf16 run there warns once per process.
 """
 
 from __future__ import annotations
@@ -40,20 +54,62 @@ def pick_device(name: str = "auto") -> torch.device:
         raise ConfigError(f"unknown device '{name}'; use auto, cpu, cuda or mps") from e
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPE_ENV = "GENLAB_DTYPE"  # what dtype=auto resolves to when set
+_warned_emulated_bf16 = False
+
+
+def auto_dtype(device: torch.device) -> torch.dtype:
+    """What ``dtype=auto`` means on ``device`` when ``GENLAB_DTYPE`` is unset: the dtype that
+    trains faster, not the one the hardware merely supports (figures beside the rule)."""
+    # CUDA: bf16 autocast where the GPU supports it (Ampere and later), whose tensor cores run
+    # bf16 matmuls several times faster than fp32 (not measured this session: no GPU here).
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    # CPU: fp32, also on CPUs with native bf16. Tokens/s of a training step (forward, backward,
+    # clip, fused AdamW; benchmarks/precision.py), fp32 vs bf16 autocast:
+    # - Intel Xeon with AMX / AVX512-BF16 (from the issue; 400-step runs of gpt/nanogpt-cpu):
+    #   both ~14.6k tok/s. No gain, and bf16 made 2 processes differ from 1 (weights by 5.8e-4).
+    # - AMD EPYC, AVX2 without native bf16 (emulated: same numbers, slower), 1 thread:
+    #   gpt-char 16x128 (gpt/shakespeare-char)         5.4k vs 0.66k  (bf16 0.12x)
+    #   2-layer 24x64 (gpt/shakespeare-char-fast)     12.6k vs 1.33k  (0.11x)
+    #   gpt-nano 12x64 (gpt/nanogpt-cpu)               8.2k vs 0.82k  (0.10x)
+    #   2 threads (other jobs on the machine; medians of 2 rounds of 5 steps):
+    #   2-layer 22.5k vs 1.9k (0.08x), gpt-nano 15.6k vs 0.90k (0.06x), gpt-char 10.3k vs
+    #   0.87k (best rounds; 0.08x); GPT-2 small (124M) 1x256: 87 vs 0.9 tok/s (0.01x: ~285 s
+    #   for one bf16 step).
+    # GPT-2 small on AMX is not measured (no such machine this session): bf16 may pay off for
+    # models that large there; ask for it with train.dtype=bf16 or GENLAB_DTYPE=bf16.
+    # MPS: fp32 (bf16 autocast there is not measured).
+    return torch.float32
+
+
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto`` -> bf16 where native, else fp32. ``fp32`` / ``bf16`` / ``fp16`` force a choice."""
-    table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        if device.type == "cpu" and cpu_has_native_bf16():
-            return torch.bfloat16
-        return torch.float32
-    if name not in table:
+    """``fp32`` / ``bf16`` / ``fp16`` force a choice. ``auto`` -> ``$GENLAB_DTYPE`` when it is
+    set, else :func:`auto_dtype` (fp32 on CPU and MPS, bf16 on CUDA that supports it)."""
+    if name != "auto" and name not in DTYPES:
         raise ConfigError(f"unknown dtype '{name}'; use auto, fp32, bf16 or fp16")
+    if name == "auto":
+        name = os.environ.get(DTYPE_ENV, "").strip().lower() or "auto"
+        if name != "auto" and name not in DTYPES:
+            raise ConfigError(f"{DTYPE_ENV}='{os.environ[DTYPE_ENV]}' is not a dtype; use fp32, bf16, fp16 or auto")
+        if name == "auto":
+            return auto_dtype(device)
     if name == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("this CPU has no native bf16: autocast will be very slow; use dtype=auto", stacklevel=2)
-    return table[name]
+        _warn_emulated_bf16()
+    return DTYPES[name]
+
+
+def _warn_emulated_bf16() -> None:
+    global _warned_emulated_bf16
+    if _warned_emulated_bf16:  # once per process: GENLAB_DTYPE=bf16 reaches every recipe
+        return
+    _warned_emulated_bf16 = True
+    warnings.warn(
+        "this CPU has no native bf16: PyTorch emulates bf16 autocast, its matmuls ~50-100x slower than fp32 "
+        "(same numbers as native bf16); use dtype=fp32 or auto for speed",
+        stacklevel=3,
+    )
 
 
 @dataclass
@@ -127,7 +183,7 @@ class Runtime:
             dist.destroy_process_group()
 
     def describe(self) -> str:
-        name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+        name = {v: k for k, v in DTYPES.items()}[self.dtype]
         extra = f", {self.world_size} processes" if self.distributed else ""
         return f"{self.device.type} {name}, {torch.get_num_threads()} threads{extra}"
 
