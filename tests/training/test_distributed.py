@@ -20,7 +20,7 @@ from conftest import tiny_recipe
 
 from genlab.core.seed import seed_everything
 from genlab.models import build_model
-from genlab.recipes.lm import load_run
+from genlab.runs import load_run
 from genlab.training.engine import TrainConfig
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")

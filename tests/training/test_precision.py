@@ -12,7 +12,8 @@ from conftest import tiny_recipe
 
 import genlab.recipes.lm as lm
 from genlab.core.errors import ConfigError
-from genlab.recipes.lm import load_run, train
+from genlab.recipes.lm import train
+from genlab.runs import load_run
 from genlab.training import runtime
 from genlab.training.runtime import DTYPE_ENV, DTYPES, Runtime, auto_dtype, pick_dtype
 

@@ -16,7 +16,7 @@ from genlab.generation.decode import GenerationConfig, generate
 from genlab.models import build_model, family_of
 from genlab.objectives.causal_lm import causal_lm_loss, mean_loss
 from genlab.recipes import runner
-from genlab.runs import load_run, model_config  # load_run: re-exported for tests/training until merge
+from genlab.runs import model_config
 from genlab.tokenizers import load_tokenizer, train_tokenizer
 from genlab.training.engine import Phase, TrainConfig, Trainer
 from genlab.training.optim import adamw
@@ -122,4 +122,4 @@ def sample_texts(model, tok, s: SampleConfig, block_size: int, **override) -> li
     return [s.prompt + g.text for g in gens]
 
 
-__all__ = ["LMRecipe", "load_run", "sample_texts", "train"]
+__all__ = ["LMRecipe", "sample_texts", "train"]

@@ -80,7 +80,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after this much training time (0 disables)
     seed: int = 1337
     device: str = "auto"
-    dtype: str = "auto"  # auto: bf16 where the hardware computes it natively, else fp32
+    dtype: str = "auto"  # auto: $GENLAB_DTYPE if set, else bf16 on CUDA, fp32 on CPU/MPS (training/runtime.py)
     compile: bool = False
     tensorboard: bool = True
     progress: bool = True
