@@ -183,7 +183,7 @@ def _text_with_random_replacements(g: torch.Generator, n: int, vocab: int, T: in
 
 @pytest.mark.parametrize("prior_init", [False, True])
 def test_a_zero_bias_discriminator_collapses_to_its_base_rate_and_the_prior_init_learns(prior_init):
-    """The cause of the fortunes ELECTRA run staying at its base rate. With the rtd output bias at 0,
+    """One cause of the fortunes ELECTRA run staying at its base rate. With the rtd output bias at 0,
     Adam (lr 1e-3) reaches the base rate's log-odds through the body instead of the bias: every
     token's state turns to one direction (mean cosine ~1), the logit is the same everywhere and the
     loss is the base rate's entropy. Started at log(r / (1 - r)) (the recipe's default) it learns."""
