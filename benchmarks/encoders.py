@@ -16,12 +16,17 @@ Prints one JSON object (training logs go to stderr):
   best genlab classifier (by validation loss) with its inference speed-up (test set, same batch
   size and threads, in one process).
 - ``electra_vs_mlm``: the two pretraining runs on the fortunes corpus at equal training FLOPs, and
-  the test accuracy each gives after the same fine-tuning.
+  the test accuracy each gives after the same fine-tuning; for ELECTRA the discriminator's last
+  validation: accuracy against its base rate (always "original"), recall on the replaced tokens
+  and AUROC.
 
 Every genlab model on one task uses one WordPiece vocabulary (Hugging Face tokenizers' training
 is not deterministic, so independently trained vocabularies would add noise to the comparisons).
 
-    OMP_NUM_THREADS=1 python benchmarks/encoders.py [--out DIR] [--only code-search|fortunes] [--reuse] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/encoders.py [--out DIR] [--only PART] [--reuse] [--quick]
+
+PART is code-search, fortunes or electra-vs-mlm (the last part alone: the two pretraining runs
+and their two fine-tunings).
 
 ``--quick`` cuts every budget to a few steps (a smoke test of the script, minutes in all).
 """
@@ -79,6 +84,13 @@ def compute(r: dict) -> dict:
     return {k: float(f"{r[k]:.4g}") if isinstance(r[k], float) else r[k] for k in keys}
 
 
+def discriminator(r: dict) -> dict:
+    """An ELECTRA run's last validation of its discriminator: accuracy with the base rate it must
+    beat (always answering "original"), recall on the replaced tokens and AUROC (0.5 = chance)."""
+    keys = ("val_disc_accuracy", "val_disc_base_rate", "val_disc_recall", "val_disc_auroc", "val_gen_accuracy")
+    return {k: round(r.get(k, float("nan")), 4) for k in keys}
+
+
 def rounded(metrics: dict) -> dict:
     return {k: round(metrics[k], 4) for k in ("mrr", "recall@1", "recall@5", "recall@10")}
 
@@ -114,15 +126,48 @@ def code_search_table(out: Path, quick: bool) -> dict:
             "flops_ratio_codebert_over_mlm": round(codebert["train_flops"] / mlm["train_flops"], 4)}  # fmt: skip
 
 
-def fortunes_table(out: Path, quick: bool) -> dict:
+def pretrain_pair(out: Path, quick: bool) -> tuple[dict, dict]:
+    """ELECTRA on the fortunes, then MLM with its tokenizer at the step count of equal FLOPs."""
     electra = train("fortunes-electra", out / "fortunes-electra", quick)
     tok = {"data.tokenizer": out / "fortunes-electra"}
     steps = matched_steps("fortunes-mlm", electra, **tok)
     mlm = train("fortunes-mlm", out / "fortunes-mlm", quick, **tok, **{"train.max_steps": steps})
-    runs = {
-        "scratch": train("fortunes-scratch", out / "cls-scratch", quick, **tok),
+    return electra, mlm
+
+
+def finetuned(out: Path, quick: bool) -> dict:
+    """The same topic fine-tuning from the MLM and from the ELECTRA run."""
+    return {
         "from_mlm": train("fortunes-finetune", out / "cls-mlm", quick, init=out / "fortunes-mlm"),
         "from_electra": train("fortunes-finetune", out / "cls-electra", quick, init=out / "fortunes-electra"),
+    }
+
+
+def versus_table(electra: dict, mlm: dict, rows: dict) -> dict:
+    """ELECTRA vs MLM at equal FLOPs: compute, the pretraining metrics, the fine-tuned accuracy."""
+    versus_delta = rows["from_electra"]["test_accuracy"] - rows["from_mlm"]["test_accuracy"]
+    return {
+        "mlm": {**compute(mlm), "val_mlm_accuracy": round(mlm.get("val_mlm_accuracy", float("nan")), 4),
+                "finetuned_test_accuracy": round(rows["from_mlm"]["test_accuracy"], 4)},
+        "electra": {**compute(electra), **discriminator(electra),
+                    "finetuned_test_accuracy": round(rows["from_electra"]["test_accuracy"], 4)},
+        "flops_ratio_electra_over_mlm": round(electra["train_flops"] / mlm["train_flops"], 4),
+        "accuracy_electra_minus_mlm": round(versus_delta, 4),
+    }  # fmt: skip
+
+
+def electra_table(out: Path, quick: bool) -> dict:
+    """``--only electra-vs-mlm``: the two pretraining runs and the two fine-tunings alone."""
+    electra, mlm = pretrain_pair(out, quick)
+    return {"electra_vs_mlm": versus_table(electra, mlm, finetuned(out, quick))}
+
+
+def fortunes_table(out: Path, quick: bool) -> dict:
+    electra, mlm = pretrain_pair(out, quick)
+    tok = {"data.tokenizer": out / "fortunes-electra"}
+    runs = {
+        "scratch": train("fortunes-scratch", out / "cls-scratch", quick, **tok),
+        **finetuned(out, quick),
         "minilm_finetuned": train("fortunes-minilm", out / "cls-minilm", quick),
     }
     genlab = ("scratch", "from_mlm", "from_electra")
@@ -145,15 +190,7 @@ def fortunes_table(out: Path, quick: bool) -> dict:
         "parameters": [student["teacher_parameters"], student["parameters"]],
     }
     results = json.loads((out / "cls-scratch" / "results.json").read_text())
-    versus_delta = rows["from_electra"]["test_accuracy"] - rows["from_mlm"]["test_accuracy"]
-    versus = {
-        "mlm": {**compute(mlm), "val_mlm_accuracy": round(mlm.get("val_mlm_accuracy", float("nan")), 4),
-                "finetuned_test_accuracy": rows["from_mlm"]["test_accuracy"]},
-        "electra": {**compute(electra), "val_disc_accuracy": round(electra.get("val_disc_accuracy", float("nan")), 4),
-                    "finetuned_test_accuracy": rows["from_electra"]["test_accuracy"]},
-        "flops_ratio_electra_over_mlm": round(electra["train_flops"] / mlm["train_flops"], 4),
-        "accuracy_electra_minus_mlm": round(versus_delta, 4),
-    }  # fmt: skip
+    versus = versus_table(electra, mlm, rows)
     fortunes = {"classes": len(results["classes"]), "chance": round(1 / len(results["classes"]), 4), **rows,
                 "distilled_student": distilled}  # fmt: skip
     return {"fortunes": fortunes, "electra_vs_mlm": versus}
@@ -162,7 +199,11 @@ def fortunes_table(out: Path, quick: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
-    ap.add_argument("--only", choices=["code-search", "fortunes"], help="one part of the benchmark (default: both)")
+    ap.add_argument(
+        "--only",
+        choices=["code-search", "fortunes", "electra-vs-mlm"],
+        help="one part of the benchmark (default: code-search and fortunes, which includes electra-vs-mlm)",
+    )
     ap.add_argument("--quick", action="store_true", help="a few steps per run: a smoke test of the script")
     ap.add_argument("--reuse", action="store_true", help="keep the finished runs under --out (delete one to redo it)")
     args = ap.parse_args()
@@ -176,6 +217,8 @@ def main() -> None:
             report["code_search"] = code_search_table(out, args.quick)
         if args.only in (None, "fortunes"):
             report.update(fortunes_table(out, args.quick))
+        if args.only == "electra-vs-mlm":
+            report.update(electra_table(out, args.quick))
         report["seconds"] = round(time.perf_counter() - start)
     finally:
         if args.out is None:

@@ -25,16 +25,43 @@ gradients, through the two models' forward passes).
 
 The discriminator loss is on every token, not only the 15% masked, which is where ELECTRA's
 sample efficiency comes from.
+
+Initialisation of the detection head's output bias at the prior log-odds of a replacement
+(Lin et al. 2017, Focal Loss / RetinaNet, arXiv:1708.02002, sec. 4.1: b = log(pi / (1 - pi)))::
+
+    b_o = log(r / (1 - r)),     r = the share of scored tokens replaced (~ the mask rate at the start)
+
+With b_o = 0 the discriminator's first task is to lower every logit to the base rate's log-odds
+(log(0.15 / 0.85) = -1.73). Adam moves one bias by about lr per step, so a network of many
+weights gets there faster through its body: it turns every token's state towards the one
+direction that gives that logit. Measured on the fortunes corpus (electra-mini alone, uniformly
+random replacements, lr 1e-3): the states of different tokens reach a mean cosine of 1.000
+within 50 steps, the logit's spread 0.001, and after 300 steps the discriminator is still at its
+base rate (recall 0, AUROC 0.75 from what is left of the spread); started at the prior, the same
+run keeps the states apart (cosine 0.16) and reaches AUROC 0.89, recall 0.27, accuracy 0.867 over
+a base rate of 0.849 (:func:`detection_prior`). This is necessary, not sufficient: with the
+learned generator in the loop (fortunes-electra) the discriminator's states still collapse
+(through near-uniform attention whose output dominates the residual stream) while the
+generator is in its unigram stage.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from genlab.objectives.masked_lm import IGNORE_INDEX, masked_lm_loss
+
+
+def detection_prior(replaced_rate: float) -> float:
+    """The logit log(r / (1 - r)) whose sigmoid is the replaced share r: the initial output bias of
+    the detection head (module docstring)."""
+    if not 0.0 < replaced_rate < 1.0:
+        raise ValueError(f"replaced_rate={replaced_rate} must be between 0 and 1 (exclusive)")
+    return math.log(replaced_rate / (1.0 - replaced_rate))
 
 
 @torch.no_grad()
@@ -72,12 +99,16 @@ def electra_loss(
     attention_mask: torch.Tensor | None = None,
     disc_weight: float = 50.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """MLM loss of the generator + disc_weight * BCE of the discriminator over non-padding positions.
+    """MLM loss of the generator + disc_weight * BCE of the discriminator over the scored positions.
 
     gen_logits (B, T, V), labels (B, T) with -100; disc_logits (B, T) or (B, T, 1), targets (B, T);
-    attention_mask (B, T), 1 for real tokens (None: all). metrics: ``gen_loss``, ``disc_loss``,
-    ``gen_accuracy`` (masked positions), ``disc_accuracy`` (logit > 0 vs target, non-padding) and
-    ``replaced_fraction`` (share of non-padding tokens the discriminator sees replaced).
+    attention_mask (B, T), 1 where the discriminator is scored (None: all): the real tokens, or
+    the real tokens that are not special ones. metrics: ``gen_loss``, ``disc_loss``,
+    ``gen_accuracy`` (masked positions), ``disc_accuracy`` (logit > 0 vs target, scored positions),
+    ``disc_recall`` (share of the replaced tokens with logit > 0; 0 when none is replaced) and
+    ``replaced_fraction`` (share of scored tokens the discriminator sees replaced). Accuracy alone
+    hides a discriminator that always answers "original": it then scores 1 - replaced_fraction
+    with a recall of 0.
     """
     gen_loss, gen_metrics = masked_lm_loss(gen_logits, labels)
     if disc_logits.dim() == targets.dim() + 1:
@@ -91,6 +122,7 @@ def electra_loss(
         "disc_loss": disc_loss.item(),
         "gen_accuracy": gen_metrics["mlm_accuracy"],
         "disc_accuracy": ((logits > 0).float() == target).float().mean().item(),
+        "disc_recall": ((logits > 0) & (target > 0)).sum().item() / max(int((target > 0).sum()), 1),
         "replaced_fraction": target.mean().item(),
     }
     return loss, metrics

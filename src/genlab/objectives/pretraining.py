@@ -16,6 +16,13 @@ replaced-token detection on the corrupted pair (its paper's generators are n-gra
 the generator is learned, as in ELECTRA). Masked-LM logits are computed at the masked positions
 only (N of them): the head runs on (N, C), not (B, T, C).
 
+The discriminator is scored on the tokens that can be replaced: real (not padding) and not
+special ([CLS], [SEP], ... never masked, so trivially "original"; the official ELECTRA code
+scores them too, which only inflates the base rate). Its output bias starts at the prior
+log-odds of a replacement (``PretrainLoss.prior_init``, :func:`init_detection`): with a zero bias
+the discriminator collapses to its base rate (:mod:`genlab.objectives.electra`).
+:func:`pretrain_scored_loss` also returns its logits and targets, for a validation's AUROC.
+
 Axes: B batch, T time (tokens), C width, V vocabulary, N masked positions.
 """
 
@@ -28,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from genlab.core.errors import ConfigError
-from genlab.objectives.electra import electra_loss, replaced_token_detection
+from genlab.objectives.electra import detection_prior, electra_loss, replaced_token_detection
 from genlab.objectives.masked_lm import IGNORE_INDEX, mask_tokens, masked_lm_loss
 
 OBJECTIVES = ("mlm", "electra", "codebert")
@@ -40,6 +47,16 @@ class PretrainLoss:
     replace: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # [MASK] / random / keep
     disc_weight: float = 50.0  # lambda of replaced-token detection (ELECTRA's 50)
     temperature: float = 1.0  # of the generator's samples
+    prior_init: bool = True  # the rtd head's output bias starts at log(r / (1 - r)), r = mask_rate; false: 0
+
+
+def init_detection(model: nn.Module, lc: PretrainLoss) -> None:
+    """Set the discriminator's rtd output bias to the prior log-odds of a replacement, with r the
+    mask rate (a generator that starts near uniform replaces almost every masked token): see
+    :func:`genlab.objectives.electra.detection_prior` for why. Nothing when ``lc.prior_init`` is false."""
+    if lc.prior_init:
+        with torch.no_grad():
+            _plain(model).rtd.out.bias.fill_(detection_prior(lc.mask_rate))
 
 
 def _plain(model: nn.Module) -> nn.Module:
@@ -64,6 +81,22 @@ def pretrain_loss(
     objective: str, mask_id: int, special_ids: Sequence[int], vocab_size: int, lc: PretrainLoss
 ) -> Callable[[dict, dict], tuple[torch.Tensor, dict]]:
     """The loss of one pretraining step, ``(models, batch) -> (loss, metrics)`` (module docstring)."""
+    scored = pretrain_scored_loss(objective, mask_id, special_ids, vocab_size, lc)
+
+    def loss(models: dict, batch: dict) -> tuple[torch.Tensor, dict]:
+        value, metrics, _ = scored(models, batch)
+        return value, metrics
+
+    return loss
+
+
+def pretrain_scored_loss(
+    objective: str, mask_id: int, special_ids: Sequence[int], vocab_size: int, lc: PretrainLoss
+) -> Callable[[dict, dict], tuple[torch.Tensor, dict, tuple[torch.Tensor, torch.Tensor] | None]]:
+    """:func:`pretrain_loss` that also returns the discriminator's scores, ``(models, batch) -> (loss,
+    metrics, detection)``: detection = (rtd logits (P,), targets (P,) 0/1) at the P scored
+    positions (real, non-special tokens) for electra and codebert, None for mlm. What a
+    validation pools to compute the discriminator's AUROC over many batches."""
     special = sorted(special_ids)
 
     def mask(batch: dict):
@@ -88,15 +121,26 @@ def pretrain_loss(
     def rtd(model: nn.Module, corrupted, batch) -> torch.Tensor:
         return model(corrupted, batch["attention_mask"], batch["token_type_ids"], heads=["rtd"]).rtd_logits  # (B, T)
 
+    def scored_positions(batch) -> torch.Tensor:
+        """(B, T) bool: the real tokens that are not special ([CLS], [SEP]): the positions that can
+        be replaced, where the discriminator's loss and metrics are taken."""
+        ids = batch["input_ids"]
+        return batch["attention_mask"].bool() & ~torch.isin(ids, torch.tensor(special, device=ids.device))
+
+    def detect(gen_logits, labels, disc, targets, batch):
+        keep = scored_positions(batch)
+        loss, metrics = electra_loss(gen_logits, labels, disc, targets, keep, lc.disc_weight)
+        return loss, metrics, (disc[keep].detach().float(), targets[keep])
+
     def mlm(models, batch):
         inputs, labels, sel = mask(batch)
-        return masked_lm_loss(mlm_logits(models["model"], inputs, batch, sel), labels[sel])
+        return (*masked_lm_loss(mlm_logits(models["model"], inputs, batch, sel), labels[sel]), None)
 
     def electra(models, batch):
         inputs, labels, sel = mask(batch)
         gen_logits, corrupted, targets = corrupt(models["generator"], inputs, labels, sel, batch)
         disc = rtd(models["model"], corrupted, batch)
-        return electra_loss(gen_logits, labels[sel], disc, targets, batch["attention_mask"], lc.disc_weight)
+        return detect(gen_logits, labels[sel], disc, targets, batch)
 
     def codebert(models, batch):
         enc = models["model"]
@@ -104,8 +148,8 @@ def pretrain_loss(
         enc_mlm, metrics = masked_lm_loss(mlm_logits(enc, inputs, batch, sel), labels[sel])
         gen_logits, corrupted, targets = corrupt(models["generator"], inputs, labels, sel, batch)
         disc = rtd(enc, corrupted, batch)
-        rest, more = electra_loss(gen_logits, labels[sel], disc, targets, batch["attention_mask"], lc.disc_weight)
-        return enc_mlm + rest, {**metrics, **more}
+        rest, more, detection = detect(gen_logits, labels[sel], disc, targets, batch)
+        return enc_mlm + rest, {**metrics, **more}, detection
 
     losses = {"mlm": mlm, "electra": electra, "codebert": codebert}
     if objective not in losses:

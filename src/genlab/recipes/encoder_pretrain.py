@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn as nn
 
 from genlab.core.config import from_dict, merge, to_dict
@@ -38,8 +39,15 @@ from genlab.data.tokenized import (
     token_limit,
     tokenize,
 )
+from genlab.eval.anomaly import auroc
 from genlab.models.bert import Bert, BertConfig, electra_pair
-from genlab.objectives.pretraining import OBJECTIVES, PretrainLoss, pretrain_loss
+from genlab.objectives.pretraining import (
+    OBJECTIVES,
+    PretrainLoss,
+    init_detection,
+    pretrain_loss,
+    pretrain_scored_loss,
+)
 from genlab.recipes import runner
 from genlab.runs import model_config
 from genlab.runs.encoders import wordpiece_tokenizer
@@ -85,11 +93,13 @@ def _configs(r: PretrainRecipe, vocab: int) -> dict[str, BertConfig]:
     return {"model": cfg, "generator": model_config({**r.generator, "heads": ["mlm"]}, vocab_size=vocab)}
 
 
-def _models(configs: dict[str, BertConfig]) -> dict[str, Bert]:
-    """The encoder (``model``) and, for electra and codebert, the generator sharing its embeddings."""
+def _models(configs: dict[str, BertConfig], lc: PretrainLoss) -> dict[str, Bert]:
+    """The encoder (``model``) and, for electra and codebert, the generator sharing its embeddings;
+    the encoder's rtd head starts at the prior log-odds of a replacement (``loss.prior_init``)."""
     if "generator" not in configs:
         return {"model": Bert(configs["model"])}
     gen, disc = electra_pair(configs["model"], configs["generator"])
+    init_detection(disc, lc)
     return {"model": disc, "generator": gen}
 
 
@@ -98,6 +108,7 @@ class _Pretraining:
     tok: WordPieceTokenizer
     configs: dict[str, BertConfig]
     loss: Callable
+    scored_loss: Callable  # the loss with the discriminator's scores, for the validation
     train_set: object  # Tokenized
     val_set: object
 
@@ -111,8 +122,23 @@ def _setup(r: PretrainRecipe, tok: WordPieceTokenizer | None) -> _Pretraining:
     what = "pairs" if r.data.corpus == "python-code" else "texts"
     train_set = tokenize(tok, corpus.train, limit, r.data.truncation, f"training {what}")
     val_set = tokenize(tok, corpus.val, limit, r.data.truncation, f"validation {what}")
-    loss = pretrain_loss(r.objective, tok.mask_id, tok.special_ids, tok.vocab_size, r.loss)
-    return _Pretraining(tok, configs, loss, train_set, val_set)
+    args = (r.objective, tok.mask_id, tok.special_ids, tok.vocab_size, r.loss)
+    return _Pretraining(tok, configs, pretrain_loss(*args), pretrain_scored_loss(*args), train_set, val_set)
+
+
+def detection_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """The discriminator over a validation's pooled positions: ``val_disc_auroc`` (replaced vs
+    original tokens ranked by the rtd logit, ties count one half; 0.5 is chance, whatever the base
+    rate), ``val_disc_recall`` (share of replaced tokens with logit > 0) and ``val_disc_base_rate``
+    (the accuracy of always answering "original"). AUROC is NaN when one class is absent."""
+    replaced = targets > 0
+    n = int(replaced.sum())
+    both = 0 < n < replaced.numel()
+    return {
+        "val_disc_auroc": auroc(logits.cpu(), replaced.cpu()) if both else float("nan"),
+        "val_disc_recall": float(((logits > 0) & replaced).sum()) / max(n, 1),
+        "val_disc_base_rate": 1.0 - n / max(replaced.numel(), 1),
+    }
 
 
 def _flops_per_token(p: _Pretraining, models: dict, t: TrainConfig, bucket: int) -> float:
@@ -124,7 +150,7 @@ def _measured(recipe: dict) -> tuple[PretrainRecipe, _Pretraining, float]:
     r = _recipe(recipe)
     p = _setup(r, None)
     seed_everything(r.train.seed)
-    return r, p, _flops_per_token(p, _models(p.configs), r.train, r.data.bucket)
+    return r, p, _flops_per_token(p, _models(p.configs, r.loss), r.train, r.data.bucket)
 
 
 def pretrain_flops_per_token(recipe: dict) -> float:
@@ -166,16 +192,18 @@ def _prepare(r: PretrainRecipe, s: runner.Session) -> runner.Setup:
     p = _setup(r, wordpiece_tokenizer(s.run_dir) if s.resume else None)
     resolved = {name: {"family": "bert", **to_dict(cfg)} for name, cfg in p.configs.items()}
     s.start(merge(to_dict(r), resolved), p.tok)
-    models = {k: m.to(rt.device) for k, m in _models(p.configs).items()}
+    models = {k: m.to(rt.device) for k, m in _models(p.configs, r.loss).items()}
     optimizer = adamw(nn.ModuleDict(models), t.lr, t.weight_decay, (t.beta1, t.beta2))  # shared weights once
     data = shuffled_batches(p.tok, p.train_set, None, t.batch_size, t.seed, r.data.bucket, rt.rank, rt.world_size)
     val = eval_batches(p.tok, p.val_set, t.batch_size, rt.device, t.eval_batches)
 
     def evaluate(ms):
-        rows = [p.loss(ms, batch) for batch in val]  # masks from the trainer's fixed evaluation seed
-        out = {"val_loss": sum(float(loss) for loss, _ in rows) / len(rows)}
+        rows = [p.scored_loss(ms, batch) for batch in val]  # masks from the trainer's fixed evaluation seed
+        out = {"val_loss": sum(float(loss) for loss, _, _ in rows) / len(rows)}
         for key in rows[0][1]:
-            out[f"val_{key}"] = sum(m[key] for _, m in rows) / len(rows)
+            out[f"val_{key}"] = sum(m[key] for _, m, _ in rows) / len(rows)
+        if rows[0][2] is not None:
+            out.update(detection_metrics(*(torch.cat(part) for part in zip(*(d for _, _, d in rows)))))
         return out
 
     fpt = _flops_per_token(p, models, t, r.data.bucket)
