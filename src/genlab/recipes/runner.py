@@ -30,7 +30,7 @@ from genlab.core.config import from_dict, save_yaml
 from genlab.core.errors import ConfigError, RunDirError
 from genlab.core.seed import seed_everything
 from genlab.training.checkpoint import find_checkpoint
-from genlab.training.engine import TrainConfig, Trainer
+from genlab.training.engine import TrainConfig, Trainer, to_device
 from genlab.training.flops import LossFn, dtype_name, measure_flops, mfu, peak_flops
 from genlab.training.runtime import Runtime, unwrap
 
@@ -57,14 +57,6 @@ def create_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if not resume and overwrite and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-
-
-def to_device(batch: Any, device) -> Any:
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(b, device) for b in batch)
-    return batch.to(device) if hasattr(batch, "to") else batch
 
 
 def flops_per_item(losses: LossFn | list[LossFn], models: dict, batch: Any, device, items: int) -> Callable[[], float]:

@@ -201,7 +201,7 @@ class Trainer:
             opt = self.optimizers[phase.optimizer]
             opt.zero_grad(set_to_none=True)
             for i, batch in enumerate(batches):
-                batch = _to_device(batch, self.runtime.device)
+                batch = to_device(batch, self.runtime.device)
                 with contextlib.ExitStack() as stack:
                     if i < len(batches) - 1:
                         for m in ddp:
@@ -359,13 +359,14 @@ def fit(
     return trainer
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors in a batch (a tensor, or nested lists / tuples / dicts of them) moved to ``device``."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(b, device) for b in batch)
+        return type(batch)(to_device(b, device) for b in batch)
     if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device) for k, v in batch.items()}
     return batch
 
 
