@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-# 1. Offline data from Debian packages (King James Bible, fortunes, Fashion-MNIST).
-DEB_PACKAGES="bible-kjv fortunes dataset-fashion-mnist"
+# 1. Offline data from Debian packages (King James Bible, fortunes, Fashion-MNIST; for seq2seq the
+#    Ding de-en dictionary, man pages, FreeDict dictionaries for word-by-word baselines).
+DEB_PACKAGES="bible-kjv fortunes dataset-fashion-mnist trans-de-en manpages manpages-dev dict-freedict-eng-fra dict-freedict-deu-eng"
 missing=""
 for p in $DEB_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -22,6 +23,31 @@ if [ -n "$missing" ]; then
     echo "note: no apt-get here; the sources$missing stay unavailable (see 'genlab data list')"
   fi
 fi
+# 1b. apt's English long descriptions (the debian-descriptions summaries): Docker images often set
+#     Acquire::Languages "none", so ask for them explicitly (6 MB; nothing is installed).
+if command -v apt-get >/dev/null 2>&1 && ! ls /var/lib/apt/lists/*_i18n_Translation-en* >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+  echo "fetching apt's English package descriptions"
+  $SUDO apt-get update -qq -o Acquire::Languages=en || echo "note: apt-get update failed; debian-descriptions stays unavailable"
+fi
+# 1c. LibreOffice's en-US and fr help (the help-en-fr pairs): installing them pulls in LibreOffice's
+#     runtime (19 packages, 158 MB; 309 packages, 1.1 GB with recommends), so the two .debs (5 MB)
+#     are downloaded and unpacked into $GENLAB_DEBS (default ~/.cache/genlab/debs), where genlab looks.
+DEBS_DIR=${GENLAB_DEBS:-$HOME/.cache/genlab/debs}
+for p in libreoffice-help-en-us libreoffice-help-fr; do
+  if [ ! -d "$DEBS_DIR/$p/usr/share/libreoffice/help" ] && [ ! -d /usr/share/libreoffice/help/en-US ] \
+     && command -v apt-get >/dev/null 2>&1; then
+    tmp=$(mktemp -d); chmod 777 "$tmp"
+    if (cd "$tmp" && apt-get download -qq "$p" >/dev/null 2>&1); then
+      rm -rf "$DEBS_DIR/$p.part"; mkdir -p "$DEBS_DIR/$p.part"
+      dpkg-deb -x "$tmp"/"$p"_*.deb "$DEBS_DIR/$p.part" && rm -rf "$DEBS_DIR/$p" && mv "$DEBS_DIR/$p.part" "$DEBS_DIR/$p"
+      echo "unpacked $p into $DEBS_DIR/$p"
+    else
+      echo "note: apt-get download $p failed; help-en-fr stays unavailable"
+    fi
+    rm -rf "$tmp"
+  fi
+done
 
 # 2. Virtualenv and the package. torch stays in <2.14, which pip takes as the CPU build.
 if [ ! -x "$VENV/bin/python" ]; then

@@ -11,7 +11,9 @@ them). Each resolves to a local path, trying in order:
 3. the official download with a checksum. Only :func:`prepare` downloads (never
    :func:`resolve`, never the tests); ``GENLAB_OFFLINE=1`` turns downloads off.
 
-Text sources resolve to one UTF-8 file; image sources to a folder of idx files. Any other
+Text sources resolve to one UTF-8 file; image sources to a folder of idx files; pair sources
+(translation, summarisation) to a JSON-lines file of pairs that :mod:`genlab.data.parallel` parsed
+from a Debian package once (``load_pairs``); dictionary sources to a dictd ``.index`` file. Any other
 string is taken as a path: a text file, or a folder whose ``*.txt`` files (recursively,
 sorted) are read as one corpus.
 
@@ -53,6 +55,19 @@ FORTUNES_DIR = Path("/usr/share/games/fortunes")
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: Debian ``bible-kjv`` ships this command (the text itself is in a private format).
 BIBLE_COMMAND = "bible"
+#: Where Debian packages put LibreOffice's help (``libreoffice-help-en-us``, ``libreoffice-help-fr``).
+LIBREOFFICE_HELP_DIR = Path("/usr/share/libreoffice/help")
+#: Where ``genlab data prepare`` / ``make setup`` unpack Debian packages without installing them
+#: (``apt-get download`` + ``dpkg-deb -x``): the help packages depend on LibreOffice's runtime.
+DEB_EXTRACT_DIR = Path(os.environ.get("GENLAB_DEBS", "~/.cache/genlab/debs")).expanduser()
+#: Debian ``trans-de-en``: the Ding dictionary.
+DING_FILE = Path("/usr/share/trans/de-en")
+#: apt's index files (``*_i18n_Translation-en*``, ``*_Packages*``).
+APT_LISTS_DIR = Path("/var/lib/apt/lists")
+#: dpkg's file lists, ``<package>.list`` (the man pages of ``manpages`` and ``manpages-dev``).
+DPKG_INFO_DIR = Path("/var/lib/dpkg/info")
+#: Debian ``dictd`` dictionaries (``dict-freedict-*``).
+DICTD_DIR = Path("/usr/share/dictd")
 
 # ------------------------------------------------------------------------------------------
 # Official downloads (step 3) and their checksums, computed from the local copies.
@@ -103,7 +118,7 @@ class Source:
     """
 
     name: str
-    kind: Literal["text", "images"]
+    kind: Literal["text", "images", "pairs", "dictionary"]
     description: str
     install_hint: str
     local: Callable[[], Path | None] = field(default=_nothing, repr=False, compare=False)
@@ -402,6 +417,197 @@ def _digits_system() -> Path | None:
 
 
 # ------------------------------------------------------------------------------------------
+# Pair sources (genlab.data.parallel parses them): en-fr help, de-en Ding, Debian summaries.
+
+
+def _pairs_target(name: str) -> Path:
+    return data_dir() / name / "pairs.jsonl"
+
+
+def _pairs_local(name: str) -> Callable[[], Path | None]:
+    def local() -> Path | None:
+        path = _pairs_target(name)
+        return path if path.is_file() else None
+
+    return local
+
+
+def _extracted(package: str) -> Path:
+    """The root a ``.deb`` was unpacked into by :func:`_extract_debs`."""
+    return DEB_EXTRACT_DIR / package
+
+
+def _extract_debs(packages: tuple[str, ...]) -> None:
+    """``apt-get download`` each package and ``dpkg-deb -x`` it into ``DEB_EXTRACT_DIR/<package>``.
+
+    Nothing is installed, so no dependency is pulled in; needs apt and the package index.
+    """
+    _check_online(f"'{' '.join(packages)}'")
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise DataError(f"no apt-get/dpkg-deb here to fetch {' '.join(packages)}: copy the unpacked packages into "
+                        f"{DEB_EXTRACT_DIR}/<package> by hand")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="genlab-debs-") as tmp:
+        os.chmod(tmp, 0o777)  # apt's sandbox user writes the download
+        try:
+            subprocess.run(["apt-get", "download", "-qq", *packages], cwd=tmp, capture_output=True, timeout=600,
+                           check=True)  # fmt: skip
+            for package in packages:
+                deb = next(Path(tmp).glob(f"{package}_*.deb"))
+                target = _extracted(package)
+                part = target.with_name(f"{target.name}.part{os.getpid()}")
+                shutil.rmtree(part, ignore_errors=True)
+                part.mkdir(parents=True)
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(part)], capture_output=True, timeout=600, check=True)
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(part, target)
+        except (OSError, StopIteration, subprocess.SubprocessError) as exc:
+            detail = getattr(exc, "stderr", b"") or b""
+            reason = detail.decode(errors="replace").strip().splitlines()[-1:] or [str(exc) or type(exc).__name__]
+            raise DataError(f"could not fetch {' '.join(packages)} ({reason[0]}): run sudo apt-get update, "
+                            "or install the packages with apt-get") from exc  # fmt: skip
+
+
+_HELP_PACKAGES = ("libreoffice-help-en-us", "libreoffice-help-fr")
+
+
+def _help_system() -> Path | None:
+    """The help folder holding both ``en-US`` and ``fr``: installed, else unpacked (two roots)."""
+    if (LIBREOFFICE_HELP_DIR / "en-US").is_dir() and (LIBREOFFICE_HELP_DIR / "fr").is_dir():
+        return LIBREOFFICE_HELP_DIR
+    en, fr = (_extracted(p) / "usr/share/libreoffice/help" for p in _HELP_PACKAGES)
+    return en if (en / "en-US").is_dir() and (fr / "fr").is_dir() else None
+
+
+def help_language_dirs(found: Path) -> tuple[Path, Path]:
+    """(en-US folder, fr folder) for what :func:`_help_system` found."""
+    if found == LIBREOFFICE_HELP_DIR:
+        return found / "en-US", found / "fr"
+    return found / "en-US", _extracted(_HELP_PACKAGES[1]) / "usr/share/libreoffice/help" / "fr"
+
+
+def _help_build(found: Path) -> Path:
+    from genlab.data.parallel import libreoffice_help_pairs, write_pairs
+
+    return write_pairs(_pairs_target("help-en-fr"), libreoffice_help_pairs(*help_language_dirs(found)))
+
+
+def _help_download() -> Path:
+    _extract_debs(_HELP_PACKAGES)
+    found = _help_system()
+    if found is None:
+        raise DataError(f"the unpacked help packages have no en-US/fr folders under {DEB_EXTRACT_DIR}: delete it")
+    return _help_build(found)
+
+
+def _ding_system() -> Path | None:
+    for path in (DING_FILE, _extracted("trans-de-en") / "usr/share/trans/de-en"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _ding_build(found: Path) -> Path:
+    from genlab.data.parallel import ding_pairs, write_pairs
+
+    return write_pairs(_pairs_target("ding-de-en"), ding_pairs(found))
+
+
+def _ding_download() -> Path:
+    _extract_debs(("trans-de-en",))
+    found = _ding_system()
+    if found is None:
+        raise DataError(f"the unpacked trans-de-en has no usr/share/trans/de-en under {DEB_EXTRACT_DIR}: delete it")
+    return _ding_build(found)
+
+
+def apt_translation_files() -> list[Path]:
+    """apt's English description indexes, sorted (empty when apt was told ``Languages "none"``)."""
+    return sorted(p for p in APT_LISTS_DIR.glob("*_i18n_Translation-en*") if p.is_file())
+
+
+def _descriptions_system() -> Path | None:
+    return APT_LISTS_DIR if apt_translation_files() else None
+
+
+def _descriptions_build(found: Path) -> Path:
+    from genlab.data.parallel import debian_description_pairs, write_pairs
+
+    packages = sorted(p for p in found.glob("*_Packages*") if p.is_file())
+    pairs = debian_description_pairs(apt_translation_files(), packages)
+    return write_pairs(_pairs_target("debian-descriptions"), pairs)
+
+
+_MAN_PACKAGES = ("manpages", "manpages-dev")
+
+
+def manpage_files() -> list[Path]:
+    """The man pages dpkg lists for ``manpages`` and ``manpages-dev`` (files only, sorted)."""
+    files = []
+    for package in _MAN_PACKAGES:
+        listing = DPKG_INFO_DIR / f"{package}.list"
+        if listing.is_file():
+            for line in listing.read_text(encoding="utf-8").splitlines():
+                if "/man/man" in line and Path(line).is_file():
+                    files.append(Path(line))
+    return sorted(files)
+
+
+def _manpages_system() -> Path | None:
+    return DPKG_INFO_DIR if manpage_files() else None
+
+
+def _manpages_build(found: Path) -> Path:
+    from genlab.data.parallel import manpage_pairs, write_pairs
+
+    return write_pairs(_pairs_target("manpages"), manpage_pairs(manpage_files()))
+
+
+def load_pairs(name: str):
+    """The pairs (:class:`genlab.data.parallel.Pair`) of a pair source, or of a user's ``src<TAB>tgt`` file."""
+    from genlab.data.parallel import read_pairs, read_parallel
+
+    if name in SOURCES:
+        if SOURCES[name].kind != "pairs":
+            raise DataError(f"'{name}' is a {SOURCES[name].kind} source, not pairs: use one of "
+                            f"{', '.join(n for n, s in SOURCES.items() if s.kind == 'pairs')}")  # fmt: skip
+        return read_pairs(SOURCES[name].resolve())
+    return read_parallel(resolve(name))
+
+
+# Dictionaries: freedict's dictd files, for word-by-word translation baselines.
+
+
+def _dictd_system(name: str) -> Callable[[], Path | None]:
+    def system() -> Path | None:
+        for folder in (DICTD_DIR, _extracted(f"dict-freedict-{name}") / "usr/share/dictd"):
+            index = folder / f"freedict-{name}.index"
+            if index.is_file() and index.with_suffix(".dict.dz").is_file():
+                return index
+        return None
+
+    return system
+
+
+def _dictd_download(name: str) -> Callable[[], Path]:
+    def download() -> Path:
+        _extract_debs((f"dict-freedict-{name}",))
+        found = _dictd_system(name)()
+        if found is None:
+            raise DataError(f"the unpacked dict-freedict-{name} has no dictd files: delete {DEB_EXTRACT_DIR}")
+        return found
+
+    return download
+
+
+def load_dictionary(name: str) -> dict[str, str]:
+    """headword -> first translation of a dictionary source (``eng-fra``, ``deu-eng``)."""
+    from genlab.data.parallel import read_dictd
+
+    index = resolve(name)
+    return read_dictd(index, index.with_suffix(".dict.dz"))
+
+
+# ------------------------------------------------------------------------------------------
 # The registry.
 
 SOURCES: dict[str, Source] = {
@@ -463,6 +669,63 @@ SOURCES: dict[str, Source] = {
             description="1,797 8x8 handwritten digits bundled with scikit-learn (tiny tests)",
             install_hint="install with: pip install scikit-learn",
             system=_digits_system,
+        ),
+        Source(
+            name="help-en-fr",
+            kind="pairs",
+            description="LibreOffice help, English-French paragraphs paired by id, split by page (real, MPL-2.0)",
+            install_hint=(
+                "run: genlab data prepare help-en-fr (apt-get download + dpkg-deb -x of libreoffice-help-en-us "
+                "and libreoffice-help-fr, 5 MB; installing them pulls in LibreOffice's runtime)"
+            ),
+            local=_pairs_local("help-en-fr"),
+            system=_help_system,
+            build=_help_build,
+            download=_help_download,
+        ),
+        Source(
+            name="ding-de-en",
+            kind="pairs",
+            description="Ding dictionary's German-English example sentences, split by entry (real, GPL-2+)",
+            install_hint="install with: sudo apt-get install trans-de-en (or run: genlab data prepare ding-de-en)",
+            local=_pairs_local("ding-de-en"),
+            system=_ding_system,
+            build=_ding_build,
+            download=_ding_download,
+        ),
+        Source(
+            name="debian-descriptions",
+            kind="pairs",
+            description="Debian package long descriptions -> one-line synopses, split by source package (real)",
+            install_hint="fetch apt's English descriptions with: sudo apt-get update -o Acquire::Languages=en",
+            local=_pairs_local("debian-descriptions"),
+            system=_descriptions_system,
+            build=_descriptions_build,
+        ),
+        Source(
+            name="manpages",
+            kind="pairs",
+            description="man pages' DESCRIPTION -> NAME line (Debian manpages, manpages-dev), split by page (real)",
+            install_hint="install with: sudo apt-get install manpages manpages-dev",
+            local=_pairs_local("manpages"),
+            system=_manpages_system,
+            build=_manpages_build,
+        ),
+        Source(
+            name="eng-fra",
+            kind="dictionary",
+            description="FreeDict English-French dictionary, dictd format (word-by-word baselines)",
+            install_hint="install with: sudo apt-get install dict-freedict-eng-fra (or: genlab data prepare eng-fra)",
+            system=_dictd_system("eng-fra"),
+            download=_dictd_download("eng-fra"),
+        ),
+        Source(
+            name="deu-eng",
+            kind="dictionary",
+            description="FreeDict German-English dictionary, dictd format (word-by-word baselines)",
+            install_hint="install with: sudo apt-get install dict-freedict-deu-eng (or: genlab data prepare deu-eng)",
+            system=_dictd_system("deu-eng"),
+            download=_dictd_download("deu-eng"),
         ),
     ]
 }
@@ -552,7 +815,9 @@ def read_text(name_or_path: str | os.PathLike[str]) -> str:
     """
     key = os.fspath(name_or_path)
     if key in SOURCES and SOURCES[key].kind != "text":
-        raise DataError(f"'{key}' is an image source, not text: load it with genlab.data.images")
+        kind = SOURCES[key].kind
+        how = "genlab.data.images" if kind == "images" else "genlab.data.sources.load_pairs / load_dictionary"
+        raise DataError(f"'{key}' is a {SOURCES[key].kind} source, not text: load it with {how}")
     path = resolve(key)
     if not path.is_dir():
         return _read_utf8(path)
