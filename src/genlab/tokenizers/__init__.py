@@ -7,10 +7,12 @@ Three kinds, one interface (``encode``, ``encode_np``, ``decode``, ``vocab_size`
 - :class:`BPETokenizer`: byte-level BPE on Hugging Face ``tokenizers`` (GPT-2 style).
 - :class:`WordPieceTokenizer`: BERT's WordPiece on Hugging Face ``tokenizers``, with padded
   batches, attention masks and truncation for encoders.
+- :class:`UnigramTokenizer`: a SentencePiece-style unigram model (``tokenizers``, Metaspace) with
+  T5's sentinels, shared by an encoder-decoder's source and target.
 
 All save to ``<dir>/tokenizer.json``; :func:`load_tokenizer` tells them apart by the file's
 content (a Hugging Face tokenizer file has a ``"model"`` section whose ``"type"`` is
-``"WordPiece"`` or ``"BPE"``, a genlab character file has ``"type": "char"``).
+``"WordPiece"``, ``"Unigram"`` or ``"BPE"``, a genlab character file has ``"type": "char"``).
 
 Tier 1: imports only ``genlab.core``, numpy and the ``tokenizers`` library.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 from genlab.core.errors import ConfigError, TokenizerError
 from genlab.tokenizers.bpe import EOS_TOKEN, BPETokenizer
 from genlab.tokenizers.char import TOKENIZER_FILE, CharTokenizer
+from genlab.tokenizers.unigram import UnigramTokenizer
 from genlab.tokenizers.wordpiece import WordPieceTokenizer
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "TOKENIZER_FILE",
     "BPETokenizer",
     "CharTokenizer",
+    "UnigramTokenizer",
     "WordPieceTokenizer",
     "load_tokenizer",
     "train_tokenizer",
@@ -39,7 +43,7 @@ __all__ = [
 DEFAULT_BPE_VOCAB = 8192
 
 
-def load_tokenizer(directory: str | Path) -> CharTokenizer | BPETokenizer | WordPieceTokenizer:
+def load_tokenizer(directory: str | Path) -> CharTokenizer | BPETokenizer | WordPieceTokenizer | UnigramTokenizer:
     """Load the tokenizer saved in ``directory`` (or the ``tokenizer.json`` path itself)."""
     path = Path(directory)
     if path.is_dir() or path.name != TOKENIZER_FILE:
@@ -61,6 +65,8 @@ def load_tokenizer(directory: str | Path) -> CharTokenizer | BPETokenizer | Word
         return CharTokenizer.from_dict(data, source=str(path))
     if isinstance(data.get("model"), dict) and data["model"].get("type") == "WordPiece":
         return WordPieceTokenizer.from_file(path)
+    if isinstance(data.get("model"), dict) and data["model"].get("type") == "Unigram":
+        return UnigramTokenizer.from_file(path)
     if "model" in data:
         return BPETokenizer.from_file(path)
     raise TokenizerError(
