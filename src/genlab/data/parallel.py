@@ -566,36 +566,47 @@ def _b64_number(text: str) -> int:
     return n
 
 
+def _first_sense(entry: str) -> tuple[str, bool]:
+    """(translation, plain) of one dictd entry: its first sense line after the headword, without
+    numbering, ``<...>`` / ``[...]`` / ``(...)`` notes and ellipses, cut at its first ``,`` or ``;``.
+    ``plain`` is False when the sense carries a domain label (``[adm.]``, ``[mus.]``...)."""
+    lines = entry.split("\n")
+    sense = next((line.strip() for line in lines[1:] if line.strip()), "")
+    plain = not sense.startswith("[")
+    sense = re.sub(r"^\d+\.\s*", "", sense)
+    sense = re.sub(r"\s*(<[^>]*>|\([^)]*\)|\[[^\]]*\])", "", sense)
+    sense = re.split(r"[,;]", sense)[0].replace("...", "").replace("…", "").strip()
+    return sense, plain
+
+
 def read_dictd(index: Path, dict_dz: Path) -> dict[str, str]:
     """headword (lower case) -> its first translation, from a freedict ``.index`` + ``.dict.dz``.
 
     The index lines are ``word<TAB>offset<TAB>length`` (base-64 numbers) into the uncompressed
-    dictionary; a freedict entry is the headword line (with its pronunciation), then sense lines:
-    the first non-empty line after the headword, cut at its first ``,`` or ``;``, is the
-    translation. The ``00-database-*`` entries are metadata and skipped.
+    dictionary; a freedict entry is the headword line (with its pronunciation), then sense lines.
+    A headword's translation is the first sense (:func:`_first_sense`) of its first entry without
+    a domain label, else of its first entry (German ``Haus`` has an ``[adm.] establishment`` entry
+    before ``house``). The ``00-database-*`` entries are metadata and skipped.
     """
     try:
         data = gzip.decompress(Path(dict_dz).read_bytes())
         lines = Path(index).read_text(encoding="utf-8").splitlines()
     except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the dictionary {index} ({exc}): reinstall its dict-freedict package") from exc
-    out: dict[str, str] = {}
+    plain: dict[str, str] = {}
+    labelled: dict[str, str] = {}
     for line in lines:
         parts = line.split("\t")
-        if len(parts) < 3 or parts[0].startswith("00-database") or parts[0].startswith("00database"):
+        if len(parts) < 3 or parts[0].startswith(("00-database", "00database")):
             continue
         word = parts[0].strip().lower()
-        if word in out:
+        if word in plain:
             continue
         start, length = _b64_number(parts[1]), _b64_number(parts[2])
-        entry = data[start : start + length].decode("utf-8", errors="replace").split("\n")
-        sense = next((s.strip() for s in entry[1:] if s.strip()), "")
-        sense = re.sub(r"^\d+\.\s*", "", sense)  # numbered senses
-        sense = re.split(r"[,;]", sense)[0].strip()
-        sense = re.sub(r"\s*(<[^>]*>|\([^)]*\)|\[[^\]]*\])", "", sense).strip()
+        sense, is_plain = _first_sense(data[start : start + length].decode("utf-8", errors="replace"))
         if sense:
-            out[word] = sense
-    return out
+            (plain if is_plain else labelled).setdefault(word, sense)
+    return {**labelled, **plain}
 
 
 # ------------------------------------------------------------------------------------------
