@@ -93,3 +93,25 @@ def test_bad_inputs() -> None:
         s2s.rouge([], [])
     with pytest.raises(ConfigError, match="at least 1"):
         s2s.lead(["x"], 0)
+
+
+def test_real_baselines_report_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    from genlab.core.errors import DataError
+    from genlab.data import sources
+    from genlab.data.parallel import Pair
+
+    pairs = [Pair(f"the cat {i} sat on the mat", f"le chat {i}", f"g{i}") for i in range(300)]
+
+    def load_pairs(name: str) -> list[Pair]:
+        if name == "manpages":
+            raise DataError("manpages is not available here: install with: sudo apt-get install manpages")
+        return pairs
+
+    monkeypatch.setattr(sources, "load_pairs", load_pairs)
+    monkeypatch.setattr(sources, "load_dictionary", lambda name: {"the": "le", "cat": "chat"})
+    out = s2s.real_baselines(splits=("validation",), val_fraction=0.1, test_fraction=0.1)
+    assert out["manpages"] == {"missing": "manpages is not available here: install with: sudo apt-get install manpages"}
+    help_ = out["help-en-fr"]
+    assert help_["counts"]["validation"] > 0 and "test" not in help_
+    assert help_["validation"]["word_by_word"]["bleu"] > help_["validation"]["copy"]["bleu"]
+    assert "test" not in out["debian-descriptions"]["lead"]

@@ -166,3 +166,38 @@ def summary_baselines(
     if test is not None:
         out["test"] = rouge(lead(test[0], n), test[1])
     return out
+
+
+def real_baselines(
+    splits: Sequence[str] = ("validation", "test"), val_fraction: float = 0.05, test_fraction: float = 0.05
+) -> dict[str, dict]:
+    """The baselines on genlab's real pair sources, split by group (:func:`genlab.data.parallel.split_by_group`):
+    copy and word-by-word BLEU/chrF for ``help-en-fr`` (eng-fra dictionary) and ``ding-de-en``
+    (deu-eng), lead-n ROUGE for ``debian-descriptions`` and ``manpages`` (n tuned on validation).
+    A source that is not available here is reported as ``{"missing": hint}``."""
+    from genlab.core.errors import DataError
+    from genlab.data.parallel import split_by_group
+    from genlab.data.sources import load_dictionary, load_pairs
+
+    out: dict[str, dict] = {}
+    for name, dictionary in (("help-en-fr", "eng-fra"), ("ding-de-en", "deu-eng")):
+        try:
+            split = split_by_group(load_pairs(name), val_fraction, test_fraction)
+            words = load_dictionary(dictionary)
+        except DataError as exc:
+            out[name] = {"missing": str(exc)}
+            continue
+        out[name] = {"counts": split.counts()}
+        for part in splits:
+            pairs = getattr(split, part)
+            out[name][part] = translation_baselines([p.src for p in pairs], [p.tgt for p in pairs], words)
+    for name in ("debian-descriptions", "manpages"):
+        try:
+            split = split_by_group(load_pairs(name), val_fraction, test_fraction)
+        except DataError as exc:
+            out[name] = {"missing": str(exc)}
+            continue
+        val = ([p.src for p in split.validation], [p.tgt for p in split.validation])
+        test = ([p.src for p in split.test], [p.tgt for p in split.test]) if "test" in splits else None
+        out[name] = {"counts": split.counts(), "lead": summary_baselines(val, test)}
+    return out
