@@ -353,6 +353,15 @@ def test_collate_seq2seq_pads_masks_and_shifts() -> None:
     assert all(t.dtype == torch.long for t in batch.values())
 
 
+def test_encode_pairs_with_a_task_prefix_then_collate() -> None:
+    vocab = {w: i + 3 for i, w in enumerate(["translate", ":", "hello", "world", "bonjour", "le", "monde"])}
+    encode_batch = lambda texts: [[vocab[w] for w in t.replace(":", " :").split()] + [1] for t in texts]
+    examples = parallel.encode_pairs([Pair("hello world", "bonjour le monde", "g")], encode_batch, "translate: ")
+    assert examples == [([3, 4, 5, 6, 1], [7, 8, 9, 1])]
+    batch = parallel.collate_seq2seq(examples, pad_id=0, decoder_start_id=0)
+    assert batch["decoder_input_ids"].tolist() == [[0, 7, 8, 9]]
+
+
 def test_collate_seq2seq_truncation_policy() -> None:
     with pytest.raises(DataError, match="example 1's input has 4 tokens, more than 3"):
         parallel.collate_seq2seq([([1], [2]), ([1, 2, 3, 4], [2])], pad_id=0, decoder_start_id=0, max_source_len=3)

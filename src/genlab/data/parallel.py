@@ -35,7 +35,8 @@ or two line-aligned files) and names the first line that does not pair up.
 
 :func:`collate_seq2seq` pads (input_ids, labels) examples into the tensors an encoder-decoder
 takes: ``input_ids``, ``attention_mask``, ``labels`` (-100 at padding), ``decoder_input_ids``
-(labels shifted right behind a start token) and ``decoder_attention_mask``.
+(labels shifted right behind a start token) and ``decoder_attention_mask``; :func:`encode_pairs`
+turns pairs into those examples with a tokenizer's ``encode_batch`` and an optional task prefix.
 
 Axes: B batch, S source length, T target length.
 
@@ -52,7 +53,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -624,6 +625,17 @@ def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tenso
     return out.masked_fill(out == IGNORE_INDEX, pad_id)
 
 
+def encode_pairs(
+    pairs: Sequence[Pair], encode_batch: Callable[[list[str]], list[list[int]]], prefix: str = ""
+) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) of each pair: ``encode_batch`` (the tokenizer's, which appends </s>, e.g.
+    :meth:`genlab.tokenizers.unigram.UnigramTokenizer.encode_batch`) over ``prefix + src`` and
+    ``tgt``. ``prefix`` is T5's task prefix (``"translate English to French: "``)."""
+    sources = encode_batch([prefix + p.src for p in pairs])
+    targets = encode_batch([p.tgt for p in pairs])
+    return list(zip(sources, targets))
+
+
 def collate_seq2seq(
     examples: Sequence[tuple[Sequence[int], Sequence[int]]],
     pad_id: int,
@@ -680,6 +692,7 @@ __all__ = [
     "collate_seq2seq",
     "debian_description_pairs",
     "ding_pairs",
+    "encode_pairs",
     "group_fraction",
     "help_paragraphs",
     "libreoffice_help_pairs",
