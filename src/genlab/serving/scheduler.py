@@ -115,13 +115,23 @@ class Request:
     through ``loop.call_soon_threadsafe``.
     """
 
-    def __init__(self, prompt: list[int], params: SamplingParams, n: int = 1):
+    def __init__(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        n: int = 1,
+        queue: asyncio.Queue | None = None,
+        offset: int = 0,
+    ):
         if not prompt:
             raise ConfigError("the prompt has no tokens")
         params.check()
         self.prompt, self.params, self.n = list(prompt), params, n
         self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        # Several requests (the prompts of one HTTP call) may share a queue: their events are
+        # numbered offset + i, i the sequence's index within its request.
+        self.queue: asyncio.Queue[Event] = queue if queue is not None else asyncio.Queue()
+        self.offset = offset
         self.cancelled = False
         self.submitted = time.perf_counter()
         self.first_token: float | None = None  # when the first token was sampled (perf_counter)
@@ -143,7 +153,7 @@ class Request:
             self.cancelled = True
 
     async def events(self) -> AsyncIterator[Event]:
-        """Events until every sequence has finished (or an engine error)."""
+        """Events until every sequence has finished (or an engine error); for a queue of its own."""
         open_ = self.n
         while open_:
             event = await self.queue.get()
@@ -160,6 +170,7 @@ class _Seq:
 
     def __init__(self, req: Request, index: int, vocab: int, device, decode: Callable[[list[int]], str]):
         self.req, self.index = req, index
+        self.out = req.offset + index  # the index its events carry
         self.params = p = req.params
         self.row = -1
         self.length = len(req.prompt)  # tokens in its cache row
@@ -292,7 +303,7 @@ class Engine:
                 except Exception as e:  # a bug: fail the running requests, keep serving
                     message = f"internal error in the decode loop: {type(e).__name__}: {e}"
                     for seq in list(self.rows):
-                        seq.req._emit(Event(index=seq.index, error=message))
+                        seq.req._emit(Event(index=seq.out, error=message))
                     self.rows.clear()
                 self.stats.running = len(self.rows)
 
@@ -374,7 +385,7 @@ class Engine:
             self.stats.generation_tokens += 1
             if self.eos_id is not None and token == self.eos_id:
                 done.append(seq)
-                req._emit(Event(seq.index, seq.tracker.finish(), [], "stop"))
+                req._emit(Event(seq.out, seq.tracker.finish(), [], "stop"))
                 continue
             seq.record(token)
             seq.tokens.append(token)
@@ -384,12 +395,12 @@ class Engine:
             info = [infos.get(i) or TokenInfo(token)]
             if seq.tracker.stopped:
                 done.append(seq)
-                req._emit(Event(seq.index, text, info, "stop"))
+                req._emit(Event(seq.out, text, info, "stop"))
             elif len(seq.tokens) >= seq.params.max_tokens or seq.length + 1 > self.block_size:
                 done.append(seq)
-                req._emit(Event(seq.index, text + seq.tracker.finish(), info, "length"))
+                req._emit(Event(seq.out, text + seq.tracker.finish(), info, "length"))
             else:
-                req._emit(Event(seq.index, text, info))
+                req._emit(Event(seq.out, text, info))
         for seq in done:
             seq.req._open -= 1
             self._remove(seq)
