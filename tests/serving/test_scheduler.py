@@ -143,3 +143,26 @@ def test_stop_strings_and_logprobs(model):
     logp = torch.log_softmax(model(torch.tensor([[9, 9]]))[0, -1], -1)
     assert infos[0].id == ref[0] and infos[0].logprob == pytest.approx(logp[ref[0]].item(), abs=1e-5)
     assert len(infos[0].top) == 2 and infos[0].top[0][0] == ref[0]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(max_tokens=4, temperature=1e-30),
+        SamplingParams(max_tokens=4, temperature=2.0, top_p=1e-5, min_p=0.99, top_k=1),
+        SamplingParams(max_tokens=4, temperature=1e-3, repetition_penalty=10.0, frequency_penalty=-2.0),
+    ],
+)
+def test_extreme_sampling_parameters_still_sample(model, params):
+    async def main():
+        engine = Engine(model, decode, eos_id=None)
+        engine.start()
+        try:
+            req = Request([1, 2], params, n=2)
+            engine.submit(req)
+            return await collect(req)
+        finally:
+            engine.stop()
+
+    out, reasons = asyncio.run(main())
+    assert reasons == ["length", "length"] and all(len(o) == 4 for o in out)

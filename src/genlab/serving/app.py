@@ -270,6 +270,10 @@ def _chat_logprobs(m: LanguageModel, infos: list[TokenInfo]) -> dict:
     return {"content": content}
 
 
+def _union_tag(item) -> bool:
+    return isinstance(item, str) and ("[" in item or item in ("str", "int", "float", "bool", "list", "dict"))
+
+
 def _sse(data: dict | str) -> dict:
     return {"data": data if isinstance(data, str) else json.dumps(data)}
 
@@ -306,7 +310,8 @@ def create_app(
     async def invalid(_request, e: RequestValidationError):
         errors = e.errors()
         first = errors[0] if errors else {"type": "", "loc": (), "msg": "invalid request"}
-        loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+        # A union's errors name the member tried ("str", "list[str]", "function-after[...]"): leave it out.
+        loc = [str(x) for x in first.get("loc", ()) if x != "body" and not _union_tag(x)]
         param = ".".join(loc) or None
         kind = first.get("type", "")
         if kind == "json_invalid":

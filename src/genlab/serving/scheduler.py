@@ -54,6 +54,8 @@ from genlab.generation.decode import TextTracker
 from genlab.layers.kv_cache import KVCache
 from genlab.serving.metrics import Histogram
 
+MIN_TEMPERATURE = 1e-4  # below it sampling is greedy (float32 logits / t would overflow)
+
 
 class QueueFull(GenlabError):
     """The engine's queue of waiting requests is full (HTTP 429)."""
@@ -198,6 +200,8 @@ class _Seq:
         if self.counts is not None:
             z = P.repetition_penalty(z, self.seen, p.repetition_penalty)
             z = P.frequency_presence_penalty(z, self.counts, p.frequency_penalty, p.presence_penalty)
+        if p.temperature < MIN_TEMPERATURE:  # z / t overflows to inf: the limit t -> 0 is greedy
+            return int(z.argmax(dim=-1)[0])
         return int(P.sample_next(z, p.temperature, p.top_k, p.top_p, self.gen, p.min_p)[0])
 
     def record(self, token: int) -> None:
