@@ -166,3 +166,24 @@ def test_extreme_sampling_parameters_still_sample(model, params):
 
     out, reasons = asyncio.run(main())
     assert reasons == ["length", "length"] and all(len(o) == 4 for o in out)
+
+
+def test_prompts_prefilled_together_equal_each_alone(model):
+    """Requests queued at once are prefilled as one left-padded batch (within the token budget)."""
+    prompts = [[(3 * i + j) % 65 for j in range(1 + 5 * i)] for i in range(6)]
+
+    async def main():
+        engine = Engine(model, decode, eos_id=None, max_batch=12, prefill_tokens=60)
+        reqs = [Request(p, SamplingParams(max_tokens=9, temperature=0.0), n=1 + i % 2) for i, p in enumerate(prompts)]
+        for r in reqs:
+            engine.submit(r)  # all waiting before the loop starts
+        engine.start()
+        try:
+            return await asyncio.gather(*(collect(r) for r in reqs)), engine.stats.steps
+        finally:
+            engine.stop()
+
+    results, steps = asyncio.run(main())
+    for (out, _), p in zip(results, prompts):
+        assert all(o == alone(model, p, 9) for o in out)
+    assert steps < 6 * 8  # the prompts did not wait for one another's generations

@@ -19,14 +19,16 @@ packed.
 Each loop iteration:
 
 1. drops the sequences of cancelled requests (a client that disconnected);
-2. admits at most one waiting request: its prompt runs alone into a one-row cache, which is
-   copied into ``n`` free slots (``KVCache.repeat_rows`` + ``write_rows``: the prompt runs once
-   for ``n`` samples), and its first tokens are sampled from that prefill;
+2. admits waiting requests (oldest first) while their sequences fit in the free slots and
+   their prompts in a budget of ``prefill_tokens`` padded tokens (the oldest always): the
+   prompts run as one left-padded batch, each row is copied into its request's ``n`` free
+   slots (a prompt runs once for ``n`` samples), and the first tokens are sampled from it;
 3. runs one decoding step for every running sequence and hands each new token to its request.
 
-Prefilling one prompt per step bounds the stall a new prompt costs the running streams to one
-prompt's forward pass. Waiting requests form a bounded queue: past ``max_queue``
-:meth:`Engine.submit` raises :class:`QueueFull` (HTTP 429).
+The prefill budget bounds the stall new prompts cost the running streams to one forward pass
+of at most ``prefill_tokens`` tokens (or one prompt, when a single prompt is longer). Waiting
+requests form a bounded queue: past ``max_queue`` :meth:`Engine.submit` raises
+:class:`QueueFull` (HTTP 429).
 
 Each sequence samples with its own ``torch.Generator`` (seeded ``seed + i`` for the i-th of
 ``n`` samples when the request gives a seed), so a seeded request gives the same text however
@@ -50,7 +52,7 @@ import torch.nn as nn
 
 from genlab.core.errors import ConfigError, GenlabError
 from genlab.generation import processors as P
-from genlab.generation.decode import TextTracker
+from genlab.generation.decode import TextTracker, left_pad
 from genlab.layers.kv_cache import KVCache
 from genlab.serving.metrics import Histogram
 
@@ -233,6 +235,7 @@ class Engine:
         eos_id: int | None,
         max_batch: int = 16,
         max_queue: int = 64,
+        prefill_tokens: int = 512,
     ):
         if max_batch < 1 or max_queue < 0:
             raise ConfigError(f"max_batch must be >= 1 and max_queue >= 0, got {max_batch} and {max_queue}")
@@ -240,6 +243,7 @@ class Engine:
         self.block_size = model.config.block_size
         self.vocab = model.config.vocab_size
         self.max_batch, self.max_queue = max_batch, max_queue
+        self.prefill_tokens = prefill_tokens  # padded prompt tokens one step may prefill
         self.device = next(model.parameters()).device
         self.cache: KVCache = model.make_cache(max_batch, self.block_size)  # (L, max_batch, H, S, D)
         self.rows: list[_Seq] = []  # row i of the cache holds rows[i]; engine thread only
@@ -320,27 +324,56 @@ class Engine:
             self._remove(seq)
 
     def _admit(self) -> None:
-        """Prefill the oldest waiting request if its n sequences fit in the free slots."""
+        """Prefill waiting requests, oldest first, while their sequences fit in the free slots and
+        their padded prompts in ``prefill_tokens`` (the oldest one always, if it fits)."""
         with self.cond:
-            if not self.pending or self.pending[0].n > self.max_batch - len(self.rows):
-                return
-            req = self.pending.popleft()
+            reqs: list[Request] = []
+            free, width = self.max_batch - len(self.rows), 0
+            while self.pending and self.pending[0].n <= free:
+                w = max(width, len(self.pending[0].prompt))
+                if reqs and w * (len(reqs) + 1) > self.prefill_tokens:
+                    break
+                reqs.append(self.pending.popleft())
+                free -= reqs[-1].n
+                width = w
             self.stats.waiting = len(self.pending)
-        prompt = torch.tensor([req.prompt], dtype=torch.long, device=self.device)  # (1, P)
-        one = self.model.make_cache(1, len(req.prompt))
-        logits = self.model(prompt, cache=one, last_only=True)  # (1, 1, V)
-        logits = getattr(logits, "logits", logits)[:, -1].float()  # (1, V)
-        one.repeat_rows(req.n)  # (L, n, H, P, D)
-        first = len(self.rows)
-        self.cache.write_rows(list(range(first, first + req.n)), one)
-        seqs = []
-        for i in range(req.n):
-            seq = _Seq(req, i, self.vocab, self.device, self.decode)
-            seq.row = first + i
-            self.rows.append(seq)
-            seqs.append(seq)
-        self.stats.prompt_tokens += len(req.prompt)
-        self._advance(seqs, logits.expand(req.n, -1))
+        if reqs:
+            self._prefill(reqs)
+
+    def _prefill(self, reqs: list[Request]) -> None:
+        """Run the prompts in one left-padded batch, copy each row into its requests' n slots.
+
+        Left padding puts every prompt's last token in the last column (``last_only``), with
+        positions counting real tokens and the mask hiding the padding, so each row computes
+        what it would alone (as :mod:`genlab.generation.decode` batches prompts). A row's keys
+        then sit at columns W - P_i .. W - 1 of the prefill cache; they move to 0 .. P_i - 1 of
+        their slots, where the engine's rows start.
+        """
+        ids, mask = left_pad([r.prompt for r in reqs])  # (k, W), (k, W) or None
+        ids = ids.to(self.device)
+        positions = None
+        if mask is not None:
+            mask = mask.to(self.device)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (k, W) real tokens counted from 0
+        W = ids.size(1)
+        pre = self.model.make_cache(len(reqs), W)  # (L, k, H, W, D)
+        out = self.model(ids, cache=pre, positions=positions, attention_mask=mask, last_only=True)
+        logits = getattr(out, "logits", out)[:, -1].float()  # (k, V)
+        seqs, rows = [], []
+        for i, req in enumerate(reqs):
+            P_i = len(req.prompt)
+            for j in range(req.n):
+                slot = len(self.rows)
+                self.cache.k[:, slot, :, :P_i] = pre.k[:, i, :, W - P_i :]
+                self.cache.v[:, slot, :, :P_i] = pre.v[:, i, :, W - P_i :]
+                self.cache.lengths[slot] = P_i
+                seq = _Seq(req, j, self.vocab, self.device, self.decode)
+                seq.row = slot
+                self.rows.append(seq)
+                seqs.append(seq)
+                rows.append(i)
+            self.stats.prompt_tokens += P_i
+        self._advance(seqs, logits[rows])
 
     def _view(self, n: int) -> KVCache:
         """A cache over rows 0..n-1 that writes into the engine's cache."""
