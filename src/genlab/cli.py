@@ -206,6 +206,53 @@ def embed(
 
 
 @app.command()
+def serve(
+    runs: Annotated[
+        list[str],
+        typer.Argument(help="Run directories (GPT: completions and chat; bert: embeddings), HF BERT folders, minilm."),
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on (anything but loopback needs an API key).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    name: Annotated[
+        list[str] | None, typer.Option(help="Model id of each RUN, in order (default: its directory name).")
+    ] = None,
+    api_key: Annotated[
+        list[str] | None, typer.Option(help="Accept this bearer key (repeatable; or GENLAB_API_KEYS=FILE).")
+    ] = None,
+    max_batch: Annotated[int, typer.Option(help="Sequences each language model decodes at once (KV slots).")] = 32,
+    max_queue: Annotated[int, typer.Option(help="Requests that may wait for a slot; past it: 429.")] = 64,
+    max_body: Annotated[int, typer.Option(help="Largest request body in bytes; past it: 413.")] = 1 << 20,
+    checkpoint: Annotated[str, typer.Option(help="Which checkpoint of run directories: best or last.")] = "best",
+    threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
+) -> None:
+    """An OpenAI-compatible HTTP API over runs, with continuous batching: /v1/completions,
+    /v1/chat/completions, /v1/embeddings, /v1/models, /health, /metrics."""
+    import torch
+
+    from genlab.serving.models import load_model
+    from genlab.serving.server import read_keys
+    from genlab.serving.server import serve as run_server
+
+    names = list(name or [])
+    if len(names) > len(runs):
+        raise GenlabError(f"{len(names)} --name options for {len(runs)} runs: give at most one name per run")
+    if max_batch < 1 or max_queue < 0:
+        raise GenlabError(f"--max-batch must be >= 1 and --max-queue >= 0, got {max_batch} and {max_queue}")
+    keys = read_keys(api_key)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    models = {}
+    for i, spec in enumerate(runs):
+        m = load_model(spec, names[i] if i < len(names) else None, max_batch, max_queue, checkpoint)
+        if m.name in models:
+            raise GenlabError(f"two models are called '{m.name}': name them apart with --name")
+        models[m.name] = m
+    run_server(models, host, port, keys, max_body)
+
+
+@app.command()
 def encode(
     run_dir: Annotated[Path, typer.Argument(help="A VAE run directory.")],
     output: Annotated[Path, typer.Option(help="latents.npz (latents, logvar, labels) or vectors.tsv for a projector.")],
