@@ -159,3 +159,22 @@ def test_bad_input_is_a_one_line_error():
         model(torch.zeros(1, 3, dtype=torch.long))
     with pytest.raises(ConfigError, match="pos='rope' is not one of"):
         Seq2SeqConfig(pos="rope")
+
+
+def test_load_run_builds_a_seq2seq_run(tmp_path):
+    from genlab.core.config import save_yaml, to_dict
+    from genlab.runs import load_run
+    from genlab.tokenizers import CharTokenizer
+    from genlab.training.checkpoint import save_checkpoint
+
+    tok = CharTokenizer.train("abcdefgh ")
+    cfg = dataclasses.replace(VARIANTS["bart"], vocab_size=tok.vocab_size)
+    model = random_model(cfg)
+    save_yaml({"model": {"family": "seq2seq", **to_dict(cfg)}}, tmp_path / "config.yaml")
+    tok.save(tmp_path)
+    save_checkpoint(tmp_path / "checkpoints", 1, {"model": model}, {})
+    loaded, loaded_tok, _ = load_run(tmp_path, "last")
+    src, mask, tgt = batch(cfg)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(src, mask, tgt).logits, model(src, mask, tgt).logits, rtol=0, atol=0)
+    assert loaded_tok.vocab_size == tok.vocab_size
