@@ -230,7 +230,9 @@ class Seq2Seq(nn.Module):
     # --- embeddings ---------------------------------------------------------------------
 
     def _embed(self, ids: torch.Tensor, positions: torch.Tensor, table: nn.Embedding, pos, emb_norm) -> torch.Tensor:
-        x = table(ids) * self.emb_scale  # (B, T, C)
+        x = table(ids)  # (B, T, C)
+        if self.emb_scale != 1.0:
+            x = x * self.emb_scale
         if self.config.pos == "learned":
             x = x + pos(positions + self.config.pos_offset)
         elif self.config.pos == "sinusoidal":
