@@ -41,14 +41,16 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def train_steps(step, steps: int) -> tuple[float, float]:
-    """(seconds per step, best of ``steps`` after one warm-up step; the first loss)."""
-    first = step()
-    best = float("inf")
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - t0)
+def train_steps(steps: dict, n: int) -> tuple[dict, dict]:
+    """Seconds per step (best of ``n``, after one warm-up step) and the first loss of each
+    stepper; the steppers alternate, so that both see the same machine load."""
+    first = {k: step() for k, step in steps.items()}
+    best = dict.fromkeys(steps, float("inf"))
+    for _ in range(n):
+        for k, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            best[k] = min(best[k], time.perf_counter() - t0)
     return best, first
 
 
@@ -103,8 +105,8 @@ def main() -> None:
     hf_train.load_state_dict(hf.state_dict())
     genlab_step = stepper(ours_train, lambda: ours_train(src, mask, dec_in).logits)
     hf_step = stepper(hf_train, lambda: hf_train(input_ids=src, attention_mask=mask, decoder_input_ids=dec_in).logits)
-    t_hf, loss_hf = train_steps(hf_step, args.steps)
-    t_ours, loss_ours = train_steps(genlab_step, args.steps)
+    times, losses = train_steps({"hf": hf_step, "genlab": genlab_step}, args.steps)
+    t_hf, t_ours, loss_hf, loss_ours = times["hf"], times["genlab"], losses["hf"], losses["genlab"]
     assert abs(loss_hf - loss_ours) < 1e-4, (loss_hf, loss_ours)
     train_tokens = args.batch * (args.src + args.tgt)
 
