@@ -176,7 +176,38 @@ GAN = Adapter(
 )
 
 
-ADAPTERS: dict[str, Adapter] = {"gpt": GPT, "bert": BERT, "cnn": CNN, "vae": VAE, "gan": GAN}
+# --- seq2seq ---------------------------------------------------------------------------
+
+
+def seq2seq_inputs(cfg):
+    """Sources of 8 and 5 real tokens (right-padded, a 1/0 mask) and decoder inputs of 6."""
+    src = torch.randint(3, cfg.vocab_size, (2, 8))
+    mask = (torch.arange(8)[None, :] < torch.tensor([8, 5])[:, None]).long()  # (B, S)
+    src[mask == 0] = cfg.pad_id
+    return src, mask, torch.randint(3, cfg.vocab_size, (2, 6))
+
+
+def seq2seq_loss(model, cfg, inputs):
+    logits = model(*inputs).logits
+    assert logits.shape == (2, 6, cfg.vocab_size)
+    return logits.float().logsumexp(-1).mean()
+
+
+def seq2seq_shrink(cfg):
+    """One layer per stack, 8 channels per head, a short context."""
+    return dataclasses.replace(cfg, n_layer=1, n_decoder_layer=1, n_embd=cfg.n_head * 8, head_dim=0, d_ff=64,
+                               block_size=64)  # fmt: skip
+
+
+SEQ2SEQ = Adapter(
+    inputs=seq2seq_inputs,
+    loss=seq2seq_loss,
+    outputs=lambda model, inputs: [model(*inputs).logits],
+    shrink=seq2seq_shrink,
+)
+
+
+ADAPTERS: dict[str, Adapter] = {"gpt": GPT, "bert": BERT, "cnn": CNN, "vae": VAE, "gan": GAN, "seq2seq": SEQ2SEQ}
 
 
 # --- the tests --------------------------------------------------------------------------

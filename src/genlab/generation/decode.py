@@ -1,10 +1,23 @@
 """Decoding: prefill the prompt, then one token per step over a KV cache.
 
-Works with any model that keeps this contract (GPT does; seq2seq decoders will):
+Works with any model that keeps this contract (GPT does):
 
     model(ids, cache=None, positions=None, attention_mask=None, last_only=False) -> logits (B, T, V)
     model.make_cache(batch, max_len) -> KVCache
     model.config.block_size
+
+and with encoder-decoder models (``model.is_encoder_decoder``: genlab's Seq2Seq), whose
+prompts are the encoder's inputs:
+
+    model.encode(src, attention_mask) -> memory (B, S, C)
+    model.decode(ids, memory, memory_mask, cache=None, positions=None, last_only=False) -> logits
+    model.config.block_size, .pad_id, .decoder_start_id
+
+The sources are right-padded (their positions start at 0 in every row) and encoded once; the
+decoder starts every row from ``decoder_start_id`` and runs the same token loop as a
+decoder-only model. Its cache keeps each layer's cross-attention keys/values of the memory,
+projected at the first step and shared by every later step (``KVCache.cross``); beams and
+samples of one source copy them once, after that first step.
 
 Axes: B batch (prompts x beams or samples), P padded prompt length, V vocab.
 
@@ -28,7 +41,7 @@ import torch.nn as nn
 from genlab.core.errors import ConfigError
 from genlab.generation import processors as P
 
-CONTEXT_POLICIES = ("error", "window")
+CONTEXT_POLICIES = ("error", "window", "truncate")
 
 
 @dataclass
@@ -49,7 +62,9 @@ class GenerationConfig:
     eos_id: int | None = None
     bos_id: int | None = None  # used for an empty prompt; without it an empty prompt is an error
     seed: int | None = None
-    context: str = "error"  # prompt + new tokens > context: "error", or "window" (keep the newest tokens)
+    # prompt + new tokens > context: "error", or "window" (keep the newest tokens); for an
+    # encoder-decoder's source longer than the encoder's context: "error", or "truncate" (keep its start)
+    context: str = "error"
     logprobs: bool = False
     top_logprobs: int = 0
     use_cache: bool = True
@@ -98,6 +113,8 @@ class _Step:
 
 
 def _prompts(prompts: list[list[int]], cfg: GenerationConfig, block_size: int) -> list[list[int]]:
+    if cfg.context == "truncate":
+        raise ConfigError("the 'truncate' context policy is for encoder-decoder inputs; use 'error' or 'window'")
     out = []
     for p in prompts:
         if not p:
@@ -111,6 +128,41 @@ def _prompts(prompts: list[list[int]], cfg: GenerationConfig, block_size: int) -
             )
         out.append(list(p))
     return out
+
+
+def _sources(prompts: list[list[int]], cfg: GenerationConfig, block_size: int) -> list[list[int]]:
+    """Encoder inputs: none empty, none longer than the encoder's context (or cut to it)."""
+    if cfg.context == "window":
+        raise ConfigError("the 'window' context policy is for decoder-only models; use 'error' or 'truncate'")
+    if cfg.max_new_tokens + 1 > block_size:  # the start token and the new ones
+        raise ConfigError(
+            f"max-new-tokens ({cfg.max_new_tokens}) + the start token exceeds the decoder's context of {block_size}"
+        )
+    out = []
+    for i, p in enumerate(prompts):
+        if not p:
+            raise ConfigError(f"input {i} is empty: an encoder-decoder model needs at least one token to encode")
+        if len(p) > block_size:
+            if cfg.context != "truncate":
+                raise ConfigError(
+                    f"input {i} ({len(p)} tokens) exceeds the encoder's context of {block_size}: shorten it, "
+                    "or use the 'truncate' context policy to keep its first tokens"
+                )
+            p = p[:block_size]
+        out.append(list(p))
+    return out
+
+
+def right_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, S) ids and a (B, S) 1/0 attention mask, padding on the right (encoder inputs);
+    the mask is None when no row is padded."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, : len(p)] = torch.tensor(p, dtype=torch.long)
+        mask[i, : len(p)] = 1
+    return ids, (None if bool(mask.all()) else mask)
 
 
 def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -143,12 +195,22 @@ class _Runner:
 
     ``ids`` has one row per prompt; the first :meth:`next_logits` runs them once and then
     copies every row (buffer, mask, cache and logits) into ``copies`` consecutive rows.
+    An encoder-decoder model's ``memory`` (B, S, C) and its ``memory_mask`` (B, S) travel with
+    the rows (the cached path reads the memory's keys/values from the cache after step one).
     """
 
     def __init__(
-        self, model: nn.Module, ids: torch.Tensor, mask: torch.Tensor | None, cfg: GenerationConfig, copies: int = 1
+        self,
+        model: nn.Module,
+        ids: torch.Tensor,
+        mask: torch.Tensor | None,
+        cfg: GenerationConfig,
+        copies: int = 1,
+        memory: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
     ):
         self.model = model
+        self.memory, self.memory_mask = memory, memory_mask
         self.block = model.config.block_size
         self.device = next(model.parameters()).device
         B, width = ids.shape
@@ -172,7 +234,13 @@ class _Runner:
         else:
             mask = self.mask[:, self.start : hi]  # (B, S)
             positions = _positions(mask)[:, lo - self.start :]  # (B, T)
-        out = self.model(self.ids[:, lo:hi], cache=cache, positions=positions, attention_mask=mask, last_only=True)
+        if self.memory is not None:
+            memory = self.memory if cache is None or not cache.cross else None  # cached: keys/values of step one
+            out = self.model.decode(
+                self.ids[:, lo:hi], memory, self.memory_mask, cache=cache, positions=positions, last_only=True
+            )
+        else:
+            out = self.model(self.ids[:, lo:hi], cache=cache, positions=positions, attention_mask=mask, last_only=True)
         return getattr(out, "logits", out)[:, -1]  # a logits tensor, or a ModelOutput's logits
 
     def next_logits(self) -> torch.Tensor:
@@ -185,6 +253,10 @@ class _Runner:
                 self.mask = self.mask.repeat_interleave(n, dim=0)
             if self.cache is not None:
                 self.cache.repeat_rows(n)
+            if self.memory is not None:
+                self.memory = self.memory.repeat_interleave(n, dim=0)  # (B n, S, C)
+                if self.memory_mask is not None:
+                    self.memory_mask = self.memory_mask.repeat_interleave(n, dim=0)
             logits = logits.repeat_interleave(n, dim=0)  # (B n, V)
         return logits
 
@@ -204,11 +276,29 @@ class _Runner:
         self.length += 1
 
     def reorder(self, index: torch.Tensor) -> None:
+        """Select rows among the copies of each prompt (beam search): copies share one memory,
+        so the memory and the cross-attention keys/values stay as they are."""
         self.ids = self.ids.index_select(0, index)
         if self.mask is not None:
             self.mask = self.mask.index_select(0, index)
         if self.cache is not None:
-            self.cache.reorder(index)
+            self.cache.reorder(index, cross=False)
+
+
+def _runner(model: nn.Module, prompts: list[list[int]], cfg: GenerationConfig, copies: int) -> tuple[_Runner, int]:
+    """The runner for checked prompts, and the number of prompts. An encoder-decoder model
+    encodes its (right-padded) sources here, once."""
+    if getattr(model, "is_encoder_decoder", False):
+        prompts = _sources(prompts, cfg, model.config.block_size)
+        device = next(model.parameters()).device
+        src, src_mask = right_pad(prompts, model.config.pad_id)
+        src, src_mask = src.to(device), (src_mask.to(device) if src_mask is not None else None)
+        memory = model.encode(src, src_mask)  # (B, S, C)
+        start = torch.full((len(prompts), 1), model.config.decoder_start_id, dtype=torch.long)
+        return _Runner(model, start, None, cfg, copies, memory, src_mask), len(prompts)
+    prompts = _prompts(prompts, cfg, model.config.block_size)
+    ids, mask = left_pad(prompts)
+    return _Runner(model, ids, mask, cfg, copies), len(prompts)
 
 
 @torch.no_grad()
@@ -218,10 +308,8 @@ def sample_tokens(model: nn.Module, prompts: list[list[int]], cfg: GenerationCon
     Rows are prompt-major: row r is prompt r // num_return_sequences.
     """
     cfg.check()
-    prompts = _prompts(prompts, cfg, model.config.block_size)
-    ids, mask = left_pad(prompts)
-    runner = _Runner(model, ids, mask, cfg, copies=cfg.num_return_sequences)
-    B = ids.size(0) * cfg.num_return_sequences
+    runner, n_prompts = _runner(model, prompts, cfg, copies=cfg.num_return_sequences)
+    B = n_prompts * cfg.num_return_sequences
     device = runner.device
     gen = torch.Generator(device=device)
     if cfg.seed is not None:
@@ -271,16 +359,20 @@ def sample_tokens(model: nn.Module, prompts: list[list[int]], cfg: GenerationCon
 def beam_search(model: nn.Module, prompts: list[list[int]], cfg: GenerationConfig) -> list[list[Generation]]:
     """Beam search with a length penalty; returns the n best hypotheses of each prompt.
 
-    Every step extends each of the K live beams by every token, keeps the 2K best
-    candidates by total log-probability, moves those ending in EOS to the finished list
-    (scored sum log p / length ** length_penalty) and the best K others on as live beams.
-    A prompt is done when it has K finished hypotheses and no live beam can beat the worst.
+    The rule of fairseq and of Hugging Face ``generate(num_beams=K, early_stopping=False)``
+    (transformers 5), so that both give the same hypotheses: every step extends each of the
+    K live beams by every token and ranks the 2K best candidates by total log-probability.
+
+    - A candidate ranked among the first K that ends in EOS is finished, scored
+      sum log p / length ** length_penalty (length counts the EOS). At the last step
+      (max_new_tokens) every candidate among the first K is finished the same way.
+    - The K best candidates that do not end in EOS are the next live beams.
+    - A prompt is closed (takes no more hypotheses) once it holds K finished ones and the best
+      live beam, scored at its current length, cannot beat the worst of them.
     """
     cfg.check()
-    prompts = _prompts(prompts, cfg, model.config.block_size)
-    K, n_prompts = cfg.num_beams, len(prompts)
-    ids, mask = left_pad(prompts)
-    runner = _Runner(model, ids, mask, cfg, copies=K)
+    K = cfg.num_beams
+    runner, n_prompts = _runner(model, prompts, cfg, copies=K)
     device = runner.device
     scores = torch.full((n_prompts, K), -math.inf, device=device)
     scores[:, 0] = 0.0  # all beams start identical: only the first may extend at step 0
@@ -292,36 +384,36 @@ def beam_search(model: nn.Module, prompts: list[list[int]], cfg: GenerationConfi
         return score / (max(length, 1) ** cfg.length_penalty)
 
     for step in range(cfg.max_new_tokens):
+        last = step == cfg.max_new_tokens - 1
         logits = runner.next_logits().float()
         logp = torch.log_softmax(P.ban(logits, cfg.banned_tokens), dim=-1)  # (nK, V)
         V = logp.size(-1)
         cand = (scores[:, :, None] + logp.view(n_prompts, K, V)).view(n_prompts, K * V)
-        top_scores, top_idx = torch.topk(cand, 2 * K, dim=-1)  # (n, 2K)
+        top_scores, top_idx = torch.topk(cand, min(2 * K, K * V), dim=-1)  # (n, 2K)
         beam_of, token_of = top_idx // V, top_idx % V
         new_scores = torch.full_like(scores, -math.inf)
-        rows = torch.zeros(n_prompts, K, dtype=torch.long, device=device)
+        rows = torch.arange(n_prompts * K, device=device).view(n_prompts, K) // K * K  # dead beams: any row
         tokens = torch.zeros(n_prompts, K, dtype=torch.long, device=device)
         ts, bs, ks = top_scores.tolist(), beam_of.tolist(), token_of.tolist()
         for i in range(n_prompts):
+            if closed[i]:
+                continue
             live = 0
-            for s, b, tok in zip(ts[i], bs[i], ks[i]):
-                if closed[i] or s == -math.inf:
+            for rank, (sc, b, tok) in enumerate(zip(ts[i], bs[i], ks[i])):
+                if sc == -math.inf:
                     break
                 row = i * K + b
-                if cfg.eos_id is not None and tok == cfg.eos_id:
-                    finished[i].append((norm(s, step + 1), history[row].tolist() + [tok], "eos"))
-                    continue
-                new_scores[i, live], rows[i, live], tokens[i, live] = s, row, tok
-                live += 1
-                if live == K:
-                    break
-            if not closed[i] and len(finished[i]) >= K:
-                finished[i].sort(key=lambda h: -h[0])
-                finished[i] = finished[i][:K]
-                best_live = new_scores[i].max().item()
-                if finished[i][-1][0] >= norm(best_live, step + 1):
-                    closed[i] = True
-        if all(closed):
+                eos = cfg.eos_id is not None and tok == cfg.eos_id
+                if rank < K and (eos or last):
+                    finished[i].append((norm(sc, step + 1), history[row].tolist() + [tok], "eos" if eos else "length"))
+                if not eos and live < K:
+                    new_scores[i, live], rows[i, live], tokens[i, live] = sc, row, tok
+                    live += 1
+            finished[i].sort(key=lambda h: -h[0])
+            finished[i] = finished[i][:K]
+            if len(finished[i]) >= K and finished[i][-1][0] >= norm(new_scores[i, 0].item(), step + 1):
+                closed[i] = True
+        if all(closed) or last:
             break
         index = rows.flatten()
         scores = new_scores
@@ -331,10 +423,10 @@ def beam_search(model: nn.Module, prompts: list[list[int]], cfg: GenerationConfi
     results = []
     for i in range(n_prompts):
         hyps = list(finished[i])
-        if not closed[i]:
-            for b in range(K):
-                if scores[i, b] > -math.inf:
-                    hyps.append((norm(scores[i, b].item(), history.size(1)), history[i * K + b].tolist(), "length"))
+        if not hyps:  # nothing finished (every candidate was -inf): the live beams as they are
+            hyps = [
+                (norm(scores[i, b].item(), history.size(1)), history[i * K + b].tolist(), "length") for b in range(K)
+            ]
         hyps.sort(key=lambda h: -h[0])
         results.append(
             [

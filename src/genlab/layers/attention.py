@@ -20,7 +20,10 @@ Every backend in :data:`ATTENTION` has the signature
 
     fn(q, k, v, mask=None, is_causal=False, dropout_p=0.0, bias=None) -> (B, H, T, D)
 
-with q (B, H, T, D) and k, v (B, Hkv, S, D); each is tested equal to :func:`eager_attention`
+with q (B, H, T, D) and k, v (B, Hkv, S, D). The eager and SDPA backends also take
+``scale`` (default 1 / sqrt(D)): T5 leaves its scores unscaled (scale=1.0; Raffel et al. 2020
+fold 1 / sqrt(D) into the initialisation of the query weights). The module passes ``scale``
+only when it is set, so backends without it keep working; each is tested equal to :func:`eager_attention`
 (tests/layers/test_attention.py walks the dict). Add one with ``@register_attention(name)``.
 A query row whose every key is masked attends to nothing: its output is 0, not NaN.
 """
@@ -103,10 +106,12 @@ def eager_attention(
     is_causal: bool = False,
     dropout_p: float = 0.0,
     bias: torch.Tensor | None = None,
+    scale: float | None = None,
 ) -> torch.Tensor:
     """Reference implementation, written out step by step. q: (B, H, T, D), k/v: (B, Hkv, S, D)."""
     k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # (B, H, S, D)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, S)
+    scores = q @ k.transpose(-2, -1)  # (B, H, T, S)
+    scores = scores / math.sqrt(q.size(-1)) if scale is None else scores * scale
     if bias is not None:
         scores = scores + bias  # (B, H, T, S)
     mask = _combine(mask, is_causal, q.size(-2), k.size(-2), q.device)
@@ -128,16 +133,17 @@ def sdpa_attention(
     is_causal: bool = False,
     dropout_p: float = 0.0,
     bias: torch.Tensor | None = None,
+    scale: float | None = None,
 ) -> torch.Tensor:
     """PyTorch's fused kernel (flash / memory-efficient / math, chosen by PyTorch).
 
     A ``bias`` goes in as a float ``attn_mask``: the bias where a key is allowed, -inf where
     the boolean or causal mask forbids it.
     """
-    gqa = {}
+    gqa = {} if scale is None else {"scale": scale}
     if k.size(1) != q.size(1):
         if SDPA_GQA:
-            gqa = {"enable_gqa": True}
+            gqa["enable_gqa"] = True
         else:
             k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # (B, H, S, D)
     t, s = q.size(-2), k.size(-2)
@@ -168,6 +174,9 @@ class MultiHeadAttention(nn.Module):
     through ``kv`` (2 Hkv D outputs, keys first). It is never causal; ``mask`` is then the
     context's key padding mask, e.g. ``padding_mask(context_attention_mask)`` (B, 1, 1, S).
 
+    ``head_dim`` sets D apart from C / H (T5 v1.1-small: 6 heads of 64 in a 512-wide model; the
+    output projection is then (C, H D)); ``scale`` replaces 1 / sqrt(D) on the scores (T5: 1.0).
+
     ``rotary`` (optional, self-attention only) is applied to q and k after the head split,
     so any position scheme that acts on queries and keys (RoPE) plugs in here.
     ``causal=False`` with a padding mask is the bidirectional attention of encoders (BERT);
@@ -188,10 +197,12 @@ class MultiHeadAttention(nn.Module):
         attn_dropout: float | None = None,
         cross: bool = False,
         kv_dim: int | None = None,
+        head_dim: int | None = None,
+        scale: float | None = None,
     ):
         super().__init__()
         n_kv_head = n_kv_head or n_head
-        if dim % n_head:
+        if head_dim is None and dim % n_head:
             raise ValueError(f"model dim {dim} is not divisible by n_head {n_head}")
         if n_head % n_kv_head:
             raise ValueError(f"n_head={n_head} is not divisible by n_kv_head={n_kv_head}")
@@ -201,15 +212,16 @@ class MultiHeadAttention(nn.Module):
             raise ValueError("cross-attention is not causal: its keys are a context, not the past")
         if kv_dim is not None and not cross:
             raise ValueError("kv_dim is the context width of cross-attention: set cross=True")
-        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, dim // n_head
-        q_out, kv_out = dim, n_kv_head * self.head_dim
+        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, head_dim or dim // n_head
+        q_out, kv_out = n_head * self.head_dim, n_kv_head * self.head_dim
         self.cross = cross
         if cross:
             self.q = Linear(dim, q_out, bias=bias)
             self.kv = Linear(kv_dim or dim, 2 * kv_out, bias=bias)
         else:
             self.qkv = Linear(dim, q_out + 2 * kv_out, bias=bias)
-        self.proj = Linear(dim, dim, bias=bias)
+        self.proj = Linear(q_out, dim, bias=bias)
+        self.scale = {} if scale is None else {"scale": scale}  # passed to the backend only when set
         self.dropout = dropout if attn_dropout is None else attn_dropout  # on the attention weights
         self.resid_dropout = nn.Dropout(dropout)
         self.attend = ATTENTION[backend]
@@ -250,8 +262,8 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache.append(layer, k, v)  # (B, Hkv, S, D)
         p = self.dropout if self.training else 0.0
         causal = self.causal and T > 1  # one new query may see every cached key
-        y = self.attend(q, k, v, mask=mask, is_causal=causal, dropout_p=p, bias=bias)  # (B, H, T, D)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        y = self.attend(q, k, v, mask=mask, is_causal=causal, dropout_p=p, bias=bias, **self.scale)  # (B, H, T, D)
+        y = y.transpose(1, 2).reshape(B, T, H * D)  # (B, T, H D)
         return self.resid_dropout(self.proj(y))
 
     def _context_kv(

@@ -85,12 +85,15 @@ class KVCache:
         keys = torch.arange(self.length + t, device=self.lengths.device)  # (S,)
         return (keys[None, None, :] <= self.positions(t)[:, :, None])[:, None]  # (B, 1, t, S)
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Select rows (beam search: keep the surviving beams' histories)."""
+    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
+        """Select rows (beam search: keep the surviving beams' histories). ``cross=False`` leaves
+        the cross-attention keys/values alone: right when ``index`` only moves rows among copies
+        of one context (the beams of one source sentence), whose context rows are equal."""
         self.k = self.k.index_select(1, index)
         self.v = self.v.index_select(1, index)
         self.lengths = self.lengths.index_select(0, index)
-        self.cross = {i: (k.index_select(0, index), v.index_select(0, index)) for i, (k, v) in self.cross.items()}
+        if cross:
+            self.cross = {i: (k.index_select(0, index), v.index_select(0, index)) for i, (k, v) in self.cross.items()}
         if not self.uniform:
             self._sync()
 

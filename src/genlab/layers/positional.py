@@ -105,3 +105,68 @@ class ALiBi(nn.Module):
         k_pos = k_pos if k_pos.dim() == 2 else k_pos[None]  # (B|1, S)
         dist = q_pos[:, None, :, None] - k_pos[:, None, None, :]  # (B|1, 1, T, S): i - j
         return -self.slopes[:, None, None] * dist  # (B|1, H, T, S)
+
+
+def sinusoidal_halves_table(n_pos: int, dim: int) -> torch.Tensor:
+    """The sinusoids of Vaswani et al. 2017 in the layout of Marian and PEGASUS (and their
+    Hugging Face ports), shape (n_pos, dim): every sine first, then every cosine,
+
+        PE[p, i]          = sin(p / 10000^(2i/dim))      i < ceil(dim / 2)
+        PE[p, dim/2 + i]  = cos(p / 10000^(2i/dim))
+
+    the same numbers as :func:`sinusoidal_table` with the channels permuted. Computed in
+    float64 and rounded once, as the Hugging Face tables are.
+    """
+    pos = torch.arange(n_pos, dtype=torch.float64)[:, None]  # (P, 1)
+    freq = 10000.0 ** (-2.0 * torch.arange((dim + 1) // 2, dtype=torch.float64) / dim)  # (ceil(dim/2),)
+    angles = pos * freq  # (P, ceil(dim/2))
+    return torch.cat([angles.sin(), angles.cos()[:, : dim // 2]], dim=1).float()  # (P, dim)
+
+
+def t5_buckets(
+    relative: torch.Tensor, bidirectional: bool, n_buckets: int = 32, max_distance: int = 128
+) -> torch.Tensor:
+    """T5's bucket of each relative position r = key - query (Raffel et al. 2020, arXiv:1910.10683,
+    section 2.1; the mapping of the Mesh TensorFlow code that T5 was trained with).
+
+    Bidirectional (encoder): half the buckets for keys before the query, half for keys after it
+    (n = n_buckets / 2 each side, offset n for r > 0). Causal (decoder): all n = n_buckets buckets
+    for the past, d = max(-r, 0). Within a side, with d = |r| (or max(-r, 0)) and e = n / 2:
+
+        bucket(d) = d                                                 d < e  (one bucket per distance)
+        bucket(d) = min(e + floor(log(d / e) / log(M / e) * (n - e)), n - 1)   d >= e
+
+    so distances grow logarithmically per bucket up to M = max_distance, and every distance
+    beyond M shares the last bucket.
+    """
+    n, offset = n_buckets, torch.zeros_like(relative)
+    if bidirectional:
+        n //= 2
+        offset = (relative > 0).long() * n
+        dist = relative.abs()
+    else:
+        dist = (-relative).clamp(min=0)
+    exact = n // 2
+    far = exact + (torch.log(dist.float() / exact) / math.log(max_distance / exact) * (n - exact)).long()
+    far = far.clamp(max=n - 1)
+    return offset + torch.where(dist < exact, dist, far)
+
+
+class RelativePositionBias(nn.Module):
+    """T5's bucketed relative position bias: one learned scalar per (bucket, head), added to the
+    attention scores, bias[h, i, j] = table[bucket(j - i), h] (see :func:`t5_buckets`).
+
+    T5 computes it in the first layer of each stack and every layer reuses it; the encoder
+    buckets both directions, the decoder only the past.
+    """
+
+    def __init__(self, n_head: int, bidirectional: bool, n_buckets: int = 32, max_distance: int = 128):
+        super().__init__()
+        self.table = nn.Embedding(n_buckets, n_head)
+        self.bidirectional, self.n_buckets, self.max_distance = bidirectional, n_buckets, max_distance
+
+    def forward(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        """q_pos (T,) and k_pos (S,) positions -> bias (1, H, T, S)."""
+        relative = k_pos[None, :] - q_pos[:, None]  # (T, S): key - query
+        buckets = t5_buckets(relative, self.bidirectional, self.n_buckets, self.max_distance)  # (T, S)
+        return self.table(buckets).permute(2, 0, 1)[None]  # (1, H, T, S)

@@ -106,7 +106,7 @@ def run_tokenizer(run_dir: str | os.PathLike, config: dict | None = None):
     run_dir = Path(run_dir)
     if not (run_dir / TOKENIZER_FILE).is_file():
         family = ((config or {}).get("model") or {}).get("family")
-        if family in ("gpt", "bert"):
+        if family in ("gpt", "bert", "seq2seq"):
             raise TokenizerError(f"{run_dir} is a {family} run without {TOKENIZER_FILE}: the run is incomplete")
         return None
     return load_tokenizer(run_dir)
