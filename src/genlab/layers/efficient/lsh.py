@@ -136,15 +136,15 @@ def lsh_attention(
     scores = scores.masked_fill(same, SELF_SCORE).masked_fill(~allowed & ~same, float("-inf"))
 
     if R > 1:  # count each key once over the rounds: c_ij = rounds in which j sits in i's chunks
-        cid_t = cid.permute(0, 1, 3, 2)  # (B, H, Tp, R)
-        count = torch.zeros(scores.shape, dtype=scores.dtype, device=qk.device)
+        cid_t = cid.to(torch.int16 if n < 2**14 else torch.int32).permute(0, 1, 3, 2)  # (B, H, Tp, R)
+        count = torch.zeros(scores.shape, dtype=torch.uint8, device=qk.device)
         flat_q, flat_k = pq.reshape(B, H, -1), pk.reshape(B, H, -1)
         for r in range(R):
             cq = torch.gather(cid_t[..., r], 2, flat_q).view(pq.shape)  # (B, H, R, n, c)
             ck = torch.gather(cid_t[..., r], 2, flat_k).view(pk.shape)  # (B, H, R, n, L)
-            gap = (cq[..., :, None] - ck[..., None, :]) % n  # (B, H, R, n, c, L)
-            count += (gap == 0) | ((gap == 1) & (n > 1))
-        scores = scores - count.clamp(min=1).log()
+            gap = cq[..., :, None] - ck[..., None, :]  # (B, H, R, n, c, L): same chunk 0, the one before 1 or 1 - n
+            count += (gap == 0) | (((gap == 1) | (gap == 1 - n)) & (n > 1))
+        scores = scores - count.clamp(min=1).to(scores.dtype).log()
 
     lse = torch.logsumexp(scores, dim=-1)  # (B, H, R, n, c)
     weights = torch.exp(scores - lse[..., None]).nan_to_num(0.0).to(v.dtype)

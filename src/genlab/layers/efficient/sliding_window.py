@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from genlab.layers.attention import eager_attention, repeat_kv
+from genlab.layers.attention import eager_attention, repeat_kv, sdpa_attention
 from genlab.layers.kv_cache import KVCache
 from genlab.layers.linear import Linear
 
@@ -59,27 +59,38 @@ def _acc(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
-def _band(q, k, v, key_ok, before: int, after: int, chunk: int, dropout_p: float):
-    """Banded attention in chunks. q, k, v: (N, H, T, D); key_ok: (N, 1|H, T) bool.
+def _band(q, k, v, key_ok, before: int, after: int, chunk: int, dropout_p: float, need_lse: bool = True):
+    """Banded attention in chunks. q, k, v: (N, H, T, D); key_ok: (N, 1|H, T) bool, or None (all real).
 
     Query i sees key j when -before <= j - i <= after and key_ok[j]. Returns the output
-    (N, H, T, D) and the log-sum-exp of each row's scores (N, H, T), -inf for a row with no key.
+    (N, H, T, D) and the log-sum-exp of each row's scores (N, H, T), -inf for a row with no key;
+    without ``need_lse`` the chunks go through the fused SDPA kernel and the lse is None.
     """
     N, H, T, D = q.shape
     c = max(1, min(chunk, T))
     n = math.ceil(T / c)
     pad = n * c - T
     L = c + before + after
+    dev = q.device
     qc = F.pad(q, (0, 0, 0, pad)).view(N, H, n, c, D)  # (N, H, n, c, D)
     kp = F.pad(k, (0, 0, before, pad + after))  # (N, H, before + n c + after, D)
     vp = F.pad(v, (0, 0, before, pad + after))
     kw = kp.unfold(2, L, c).transpose(-1, -2)  # (N, H, n, L, D)
     vw = vp.unfold(2, L, c).transpose(-1, -2)  # (N, H, n, L, D)
-    okw = F.pad(key_ok, (before, pad + after), value=False).unfold(-1, L, c)  # (N, 1|H, n, L)
     # Key slot l of chunk m holds position m c - before + l; query row r is position m c + r.
-    rel = torch.arange(L, device=q.device)[None, :] - before - torch.arange(c, device=q.device)[:, None]  # (c, L)
+    rel = torch.arange(L, device=dev)[None, :] - before - torch.arange(c, device=dev)[:, None]  # (c, L)
     band = (rel >= -before) & (rel <= after)  # (c, L)
-    allowed = band & okw[..., None, :]  # (N, 1|H, n, c, L)
+    if key_ok is None:
+        pos = torch.arange(n, device=dev)[:, None] * c - before + torch.arange(L, device=dev)[None, :]  # (n, L)
+        allowed = band & ((pos >= 0) & (pos < T))[:, None, :]  # (n, c, L)
+    else:
+        okw = F.pad(key_ok, (before, pad + after), value=False).unfold(-1, L, c)  # (N, 1|H, n, L)
+        allowed = band & okw[..., None, :]  # (N, 1|H, n, c, L)
+    if not need_lse:
+        mask = allowed if key_ok is None else allowed.expand(N, H, n, c, L).reshape(N * H, n, c, L)
+        flat = [t.reshape(N * H, n, -1, D) for t in (qc, kw, vw)]  # (N H, n, c|L, D)
+        out = sdpa_attention(*flat, mask=mask, dropout_p=dropout_p)  # (N H, n, c, D)
+        return out.reshape(N, H, n * c, D)[:, :, :T], None
     scores = (qc @ kw.transpose(-1, -2)) / math.sqrt(D)  # (N, H, n, c, L)
     scores = scores.masked_fill(~allowed, float("-inf"))
     lse = torch.logsumexp(_acc(scores), dim=-1)  # (N, H, n, c)
@@ -91,12 +102,15 @@ def _band(q, k, v, key_ok, before: int, after: int, chunk: int, dropout_p: float
     return out, lse.reshape(N, H, n * c)[:, :, :T]
 
 
-def window_attention(q, k, v, key_ok, before: int, after: int, dilation: int = 1, chunk: int = 0, dropout_p=0.0):
-    """The window part, dilated: q, k, v (B, H, T, D), key_ok (B, 1|H, T) -> ((B, H, T, D), lse (B, H, T))."""
+def window_attention(
+    q, k, v, key_ok, before: int, after: int, dilation: int = 1, chunk: int = 0, dropout_p=0.0, need_lse=True
+):
+    """The window part, dilated: q, k, v (B, H, T, D), key_ok (B, 1|H, T) or None -> ((B, H, T, D),
+    lse (B, H, T) or None without ``need_lse``)."""
     B, H, T, D = q.shape
     chunk = chunk or max(before, after, 1)
     if dilation == 1:
-        return _band(q, k, v, key_ok, before, after, chunk, dropout_p)
+        return _band(q, k, v, key_ok, before, after, chunk, dropout_p, need_lse)
     d = dilation
     Tp = T + (-T % d)
 
@@ -105,11 +119,14 @@ def window_attention(q, k, v, key_ok, before: int, after: int, dilation: int = 1
         x = x.view(x.size(0), x.size(1), Tp // d, d, x.size(-1))  # (B, h, T/d, d, D)
         return x.permute(0, 3, 1, 2, 4).reshape(-1, x.size(1), Tp // d, x.size(-1))  # (B d, h, T/d, D)
 
+    if key_ok is None:
+        key_ok = torch.ones(B, 1, T, dtype=torch.bool, device=q.device)
     ok = F.pad(key_ok, (0, Tp - T), value=False).view(B, key_ok.size(1), Tp // d, d)  # (B, h, T/d, d)
     ok = ok.permute(0, 3, 1, 2).reshape(B * d, key_ok.size(1), Tp // d)  # (B d, h, T/d)
-    out, lse = _band(fold(q), fold(k), fold(v), ok, before, after, chunk, dropout_p)  # (B d, H, T/d, D)
+    out, lse = _band(fold(q), fold(k), fold(v), ok, before, after, chunk, dropout_p, need_lse)  # (B d, H, T/d, D)
     out = out.view(B, d, H, Tp // d, D).permute(0, 2, 3, 1, 4).reshape(B, H, Tp, D)[:, :, :T]  # (B, H, T, D)
-    lse = lse.view(B, d, H, Tp // d).permute(0, 2, 3, 1).reshape(B, H, Tp)[:, :, :T]  # (B, H, T)
+    if lse is not None:
+        lse = lse.view(B, d, H, Tp // d).permute(0, 2, 3, 1).reshape(B, H, Tp)[:, :, :T]  # (B, H, T)
     return out, lse
 
 
@@ -141,7 +158,8 @@ def sliding_window_attention(
     k, v = repeat_kv(k, H), repeat_kv(v, H)  # (B, H, T, D)
     ok = torch.ones(B, T, dtype=torch.bool, device=q.device) if key_mask is None else key_mask.bool()
     if global_mask is None or not bool(global_mask.any()):
-        out, _ = window_attention(q, k, v, ok[:, None], before, after, dilation, chunk, dropout_p)
+        ok_w = None if key_mask is None else ok[:, None]
+        out, _ = window_attention(q, k, v, ok_w, before, after, dilation, chunk, dropout_p, need_lse=False)
         return out
     glob = global_mask.bool() & ok  # (B, T)
     out_w, lse_w = window_attention(q, k, v, (ok & ~glob)[:, None], before, after, dilation, chunk, dropout_p)
