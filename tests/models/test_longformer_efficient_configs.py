@@ -70,13 +70,20 @@ def test_gpt_lsh_refuses_kv_cache_decoding():
         model(_ids(T=4), cache=model.make_cache(2, 8))
 
 
-def test_reversible_gpt_recomputing_backward_equals_ordinary_autograd_fp64():
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"attention": "longformer", "attention_window": 6, "ff_chunks": 2},
+        {"attention": "lsh", "lsh_buckets": 4, "lsh_chunk": 8, "dropout": 0.2},  # rotations and dropout from the RNG
+    ],
+)
+def test_reversible_gpt_recomputing_backward_equals_ordinary_autograd_fp64(opts):
     torch.manual_seed(0)
-    cfg = GPTConfig(**SMALL_GPT, attention="longformer", attention_window=6, reversible=True, ff_chunks=2)
-    model = GPT(cfg).double()
+    model = GPT(GPTConfig(**SMALL_GPT, reversible=True, **opts)).double()
     ids = _ids()
 
     def grads(hidden_states):
+        torch.manual_seed(1)
         model.zero_grad()
         out = model(ids, hidden_states=hidden_states)  # hidden_states: the block-by-block path
         logits = out.logits if hidden_states else out

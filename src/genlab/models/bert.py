@@ -36,7 +36,10 @@ the segment embeddings (DistilBERT), ``position_offset`` starts positions after 
 and ``positions_from_mask`` counts them over the real tokens only (RoBERTa: 2 and true),
 ``pooler=False`` drops the pooler (ELECTRA, DistilBERT, masked-LM-only checkpoints),
 ``mlm_act`` sets the masked-LM transform's activation where a family fixes it (RoBERTa and ELECTRA
-use exact GELU whatever ``mlp`` is). ELECTRA's generator and discriminator are two Bert models
+use exact GELU whatever ``mlp`` is), ``attention`` = longformer / linformer / lsh swaps in an
+efficient attention (``layers/efficient``; Longformer's global tokens come in through
+``global_attention_mask``, :mod:`genlab.models.convert.longformer` loads LongformerModel
+weights). ELECTRA's generator and discriminator are two Bert models
 that share their embedding modules: :func:`electra_pair`.
 
 Span boundary objective (Joshi et al. 2019, SpanBERT, arXiv:1907.10529). For a masked span

@@ -17,6 +17,10 @@ Variants are config fields resolved through visible dicts in ``layers/``:
 attention, Shazeer 2019, arXiv:1911.02150): fewer parameters and a smaller KV cache.
 ``pos="alibi"`` adds no position embedding; each layer's attention scores get the ALiBi bias
 -m_h (i - j) instead (Press et al. 2021, arXiv:2108.12409).
+``attention="longformer"`` (a causal sliding window of ``attention_window`` keys back, KV-cache
+decoding included) or ``"lsh"`` (Reformer's hashed attention, no KV cache) swaps the attention
+module (``layers/efficient``); ``reversible=True`` runs the blocks as reversible residuals
+(y1 = x1 + Attn(LN(x2)), y2 = x2 + MLP(LN(y1)), out (y1 + y2) / 2), recomputed in backward.
 """
 
 from __future__ import annotations
