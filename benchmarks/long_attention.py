@@ -100,7 +100,7 @@ def plot(results: dict, lengths: list[int], path: Path, title: str) -> None:
 
     colours = ["#444444", "#d62728", "#1f77b4", "#17becf", "#2ca02c", "#9467bd"]
     W, Hh, pad = 560, 420, 60
-    img = Image.new("RGB", (2 * W, Hh + 40), "white")
+    img = Image.new("RGB", (2 * W, Hh + 40), "white")  # panels, x ticks, then the axis labels
     d = ImageDraw.Draw(img)
     d.text((10, 5), title, fill="black")
     for panel, (metric, label) in enumerate(
@@ -118,7 +118,7 @@ def plot(results: dict, lengths: list[int], path: Path, title: str) -> None:
             return x, y
 
         d.rectangle([ox + pad, 30, ox + W - pad, Hh - pad + 30], outline="black")
-        d.text((ox + pad, Hh - 20), f"T (log2)   {label} (log10: {10**lo:.3g} .. {10**hi:.3g})", fill="black")
+        d.text((ox + pad, Hh + 18), f"T (log2)   {label} (log10: {10**lo:.3g} .. {10**hi:.3g})", fill="black")
         for T in lengths:
             x, _ = xy(T, 10**lo)
             d.text((x - 12, Hh - pad + 34), f"{T // 1024}k", fill="black")
@@ -141,8 +141,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-gb", type=float, default=8.0, help="skip points whose (T, T) tensors would pass this")
     ap.add_argument("--png", type=Path, default=Path("docs/long_attention.png"))
+    ap.add_argument("--replot", type=Path, help="redraw the PNG from this script's JSON output and exit")
     ap.add_argument("--point", nargs=2, metavar=("KIND", "T"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.replot:
+        saved = json.loads(args.replot.read_text())
+        lengths = sorted({int(T) for rows in saved["results"].values() for T in rows})
+        title = f"one attention layer, 4 heads x 64, batch 1, fwd+bwd, {saved['threads']} thread(s), {saved['cpu']}"
+        plot(saved["results"], lengths, args.png, title)
+        return
     if args.point:
         print(json.dumps(point(args.point[0], int(args.point[1]), args.reps, args.threads)))
         return
