@@ -64,10 +64,22 @@ def test_gpt_longformer_kv_cache_decoding_equals_full_forward():
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-6, rtol=1e-6)
 
 
-def test_gpt_lsh_refuses_kv_cache_decoding():
-    model = GPT(GPTConfig(**SMALL_GPT, attention="lsh", lsh_buckets=4)).eval()
-    with pytest.raises(ValueError, match="no KV-cache decoding"):
-        model(_ids(T=4), cache=model.make_cache(2, 8))
+def test_gpt_lsh_kv_cache_decoding_equals_a_forward_over_the_prefix():
+    """One layer: each step equals a forward over the tokens so far (not over the whole sequence:
+    later tokens move the chunk boundaries of causal LSH, see layers/efficient/lsh.py; for the
+    same reason deeper layers read cached states that a longer forward would compute a little
+    differently)."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(**{**SMALL_GPT, "n_layer": 1}, attention="lsh", lsh_buckets=4, lsh_chunk=4, pos="rope")
+    model = GPT(cfg).double().eval()
+    for block in model.blocks:
+        block.attn.seed = 3  # the same hashing at every call
+    ids = _ids(T=18)
+    cache = model.make_cache(2, 18, dtype=torch.float64)
+    torch.testing.assert_close(model(ids[:, :6], cache=cache), model(ids[:, :6]), atol=1e-6, rtol=1e-6)
+    for t in range(6, 18):
+        step = model(ids[:, t : t + 1], cache=cache)
+        torch.testing.assert_close(step, model(ids[:, : t + 1])[:, -1:], atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize(

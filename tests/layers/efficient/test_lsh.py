@@ -86,5 +86,5 @@ def test_errors():
     with pytest.raises(ValueError, match="even count"):
         LSHAttention(16, 2, n_buckets=5)
     attn = LSHAttention(16, 2, n_buckets=4)
-    with pytest.raises(ValueError, match="KV-cache"):
+    with pytest.raises(ValueError, match="causal model"):
         attn(torch.randn(1, 4, 16), cache=object())

@@ -22,8 +22,9 @@ def _grads(fn, mods, x, seed=1):
     b = (x * 0.5).clone().requires_grad_()
     y1, y2 = fn(a, b)
     loss = (y1 * torch.linspace(-1, 1, y1.size(-1), dtype=y1.dtype)).sum() + y2.square().sum()
-    params = list(mods.parameters())
-    return [y1, y2, *torch.autograd.grad(loss, [a, b, *params])]
+    mods.zero_grad(set_to_none=True)
+    loss.backward()  # the reversible backward accumulates parameter gradients into .grad
+    return [y1, y2, a.grad, b.grad, *(p.grad for p in mods.parameters())]
 
 
 def test_gradients_equal_ordinary_residuals_fp64():
@@ -79,3 +80,16 @@ def test_chunked_feed_forward_equals_whole():
     x = torch.randn(3, 10, 4, dtype=torch.float64)
     torch.testing.assert_close(chunked(mlp, x, 4), mlp(x), atol=1e-12, rtol=0)
     assert chunked(mlp, x, 1).shape == x.shape
+
+
+def test_backward_runs_under_the_flop_counter():
+    """The runner measures FLOPs with FlopCounterMode, whose module hooks watch gradients."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mods, layers = _layers(2)
+    x = torch.randn(2, 5, 8, dtype=torch.float64, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        y1, y2 = reversible(x, x, layers, recompute=True)
+        (y1.sum() + y2.sum()).backward()
+    assert counter.get_total_flops() > 0 and x.grad is not None
+    assert all(p.grad is not None for p in mods.parameters())

@@ -192,10 +192,18 @@ class LSHAttention(nn.Module):
         self.dropout = dropout if attn_dropout is None else attn_dropout
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, rotary=None, cache=None, bias=None, **_):
-        """x (B, T, C) -> (B, T, C); ``mask``: key padding mask broadcastable to (B, 1, 1, T)."""
-        if cache is not None:
-            raise ValueError("lsh attention has no KV-cache decoding (buckets are re-hashed over the whole sequence)")
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, rotary=None, cache=None, layer: int = 0, bias=None, **_
+    ):
+        """x (B, T, C) -> (B, T, C); ``mask``: key padding mask broadcastable to (B, 1, 1, S).
+
+        With a KV cache (causal decoding) the cache holds the shared query-keys and the values;
+        each call hashes and sorts the whole cached sequence again and keeps its last T rows:
+        what a forward over the sequence so far gives them (with the same rotations), at
+        O(S c R) per call. (In a deeper model the cached keys of later layers are the states
+        positions had when they were decoded, which a longer forward computes a little
+        differently: the chunk-boundary effect of the module docstring.) A decoding mask
+        (B, 1, T, S) is read as its last row's key mask."""
         if bias is not None:
             raise ValueError("lsh attention takes no dense additive bias (pos=alibi): use pos=rope or learned")
         B, T, C = x.shape
@@ -204,11 +212,16 @@ class LSHAttention(nn.Module):
         v = self.v(x).view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
         if rotary is not None:
             qk = rotary(qk)
+        if cache is not None:
+            if not self.causal or not cache.uniform:
+                raise ValueError("lsh decoding needs a causal model and a uniform KV cache (rows of one length)")
+            qk, v = cache.append(layer, qk, v)  # (B, H, S, D)
+        S = qk.size(2)
         key_mask = None
         if mask is not None:
-            if mask.dim() != 4 or mask.size(-2) != 1:
+            if mask.dim() != 4 or (mask.size(-2) != 1 and cache is None):
                 raise ValueError("lsh attention takes a key padding mask (B, 1, 1, T), not a full mask")
-            key_mask = mask[:, 0, 0, :].expand(B, T)
+            key_mask = mask[:, 0, -1, :].expand(B, S)
         gen = None
         if self.seed is not None:
             gen = torch.Generator(device=x.device).manual_seed(self.seed)
@@ -218,4 +231,5 @@ class LSHAttention(nn.Module):
             qk, v, self.n_buckets, self.n_rounds, self.chunk,
             causal=self.causal, key_mask=key_mask, rotations=rotations, dropout_p=p,
         )  # fmt: skip
+        y = y[:, :, S - T :]  # (B, H, T, D): the new positions
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)))

@@ -21,7 +21,9 @@ slices of the time axis one after another, in forward and in the recomputing bac
 
 F and G are callables on (B, T, C) tensors; anything else they read (masks, rotary tables)
 must not need a gradient. Their parameters are found with ``parameters()`` when they are
-modules, or passed in ``params``.
+modules, or passed in ``params``; backward accumulates their gradients into ``.grad``
+directly, so train with ``loss.backward()`` (``torch.autograd.grad`` with respect to those
+parameters does not see them).
 """
 
 from __future__ import annotations
@@ -54,12 +56,6 @@ class RevLayer:
             return list(self.params)
         own = [m.parameters() for m in (self.f, self.g) if isinstance(m, nn.Module)]
         return [p for ps in own for p in ps]
-
-    def f_params(self) -> list[nn.Parameter]:
-        return list(self.f.parameters()) if isinstance(self.f, nn.Module) else self.parameters()
-
-    def g_params(self) -> list[nn.Parameter]:
-        return list(self.g.parameters()) if isinstance(self.g, nn.Module) else self.parameters()
 
 
 def _rng_state(device: torch.device):
@@ -103,51 +99,44 @@ class _Reversible(torch.autograd.Function):
                 x1 = y1
                 ctx.states.append((s_f, s_g))
         ctx.save_for_backward(x1, x2)  # the only activations kept: the last layer's output
-        ctx.index = {id(p): i for i, p in enumerate(params)}
-        ctx.n_params = n_params
+        ctx.n_params = n_params  # inputs only so that backward runs even when x1, x2 need no gradient
         return x1, x2
 
     @staticmethod
     def backward(ctx, dy1, dy2):
+        # Each branch is recomputed from its rebuilt input and back-propagated with a plain
+        # backward(), which accumulates into the parameters' .grad directly (as Reformer's and
+        # RevTorch's reversible layers do); the Function returns no gradient for them. (Not
+        # torch.autograd.grad: module hooks that watch gradients, e.g. FlopCounterMode's
+        # module tracker, cannot run inside it.)
         y1, y2 = ctx.saved_tensors
-        grads: list[torch.Tensor | None] = [None] * ctx.n_params
         device = y1.device
-
-        def add(params, gs):
-            for p, gr in zip(params, gs, strict=True):
-                if gr is not None:
-                    i = ctx.index[id(p)]
-                    grads[i] = gr if grads[i] is None else grads[i] + gr
-
         for layer, (s_f, s_g) in zip(reversed(ctx.layers), reversed(ctx.states), strict=True):
-            g_params = [p for p in layer.g_params() if p.requires_grad]
-            f_params = [p for p in layer.f_params() if p.requires_grad]
             # y2 = x2 + G(y1): rebuild x2, and send dy2 through G (chunk by chunk) into dy1.
             dy1_total = dy1.clone()
             x2 = y2.clone()
-            with _restored_rng(s_g, device), torch.enable_grad():
-                starts = 0
-                for part, d_part in zip(
-                    y1.chunk(max(layer.g_chunks, 1), dim=1), dy2.chunk(max(layer.g_chunks, 1), dim=1), strict=True
-                ):
+            chunks = max(layer.g_chunks, 1)
+            start = 0
+            with _restored_rng(s_g, device):
+                for part, d_part in zip(y1.chunk(chunks, dim=1), dy2.chunk(chunks, dim=1), strict=True):
                     inp = part.detach().requires_grad_()
-                    out = layer.g(inp)
-                    gs = torch.autograd.grad(out, [inp, *g_params], d_part, allow_unused=True)
-                    sl = slice(starts, starts + part.size(1))
-                    dy1_total[:, sl] += gs[0]
+                    with torch.enable_grad():
+                        out = layer.g(inp)
+                    torch.autograd.backward(out, d_part)
+                    sl = slice(start, start + part.size(1))
+                    dy1_total[:, sl] += inp.grad
                     x2[:, sl] -= out.detach()
-                    add(g_params, gs[1:])
-                    starts += part.size(1)
+                    start += part.size(1)
             # y1 = x1 + F(x2): rebuild x1, and send dy1 through F into dx2.
-            with _restored_rng(s_f, device), torch.enable_grad():
-                inp = x2.detach().requires_grad_()
-                out = layer.f(inp)
-                gs = torch.autograd.grad(out, [inp, *f_params], dy1_total, allow_unused=True)
+            inp = x2.detach().requires_grad_()
+            with _restored_rng(s_f, device):
+                with torch.enable_grad():
+                    out = layer.f(inp)
+                torch.autograd.backward(out, dy1_total)
             x1 = y1 - out.detach()
-            add(f_params, gs[1:])
-            dy1, dy2 = dy1_total, dy2 + gs[0]
+            dy1, dy2 = dy1_total, dy2 + inp.grad
             y1, y2 = x1, x2
-        return (dy1, dy2, None, None, *grads)
+        return (dy1, dy2, None, None, *([None] * ctx.n_params))
 
 
 def reversible(
