@@ -18,7 +18,7 @@ attention, Shazeer 2019, arXiv:1911.02150): fewer parameters and a smaller KV ca
 ``pos="alibi"`` adds no position embedding; each layer's attention scores get the ALiBi bias
 -m_h (i - j) instead (Press et al. 2021, arXiv:2108.12409).
 ``attention="longformer"`` (a causal sliding window of ``attention_window`` keys back, KV-cache
-decoding included) or ``"lsh"`` (Reformer's hashed attention, no KV cache) swaps the attention
+decoding included) or ``"lsh"`` (Reformer's hashed attention; decoding re-hashes the cache) swaps the attention
 module (``layers/efficient``); ``reversible=True`` runs the blocks as reversible residuals
 (y1 = x1 + Attn(LN(x2)), y2 = x2 + MLP(LN(y1)), out (y1 + y2) / 2), recomputed in backward.
 """
@@ -209,14 +209,13 @@ class GPT(nn.Module):
             keys = torch.arange(start + T, device=idx.device)  # (S,)
             bias = self.alibi(cols, keys).to(x.dtype)  # (1 or B, H, T, S)
         states = [x] if hidden_states else None
-        if self.config.reversible and cache is None and states is None:
-            x = self._reversible(x, rotary, mask, bias)
-        for i, block in enumerate(self.blocks if not self.config.reversible else ()):
-            x = block(x, rotary=rotary, mask=mask, cache=cache, layer=i, bias=bias)
-            if states is not None:
-                states.append(x)
-        if self.config.reversible and (cache is not None or states is not None):
+        if self.config.reversible:
             x = self._reversible(x, rotary, mask, bias, cache, states)
+        else:
+            for i, block in enumerate(self.blocks):
+                x = block(x, rotary=rotary, mask=mask, cache=cache, layer=i, bias=bias)
+                if states is not None:
+                    states.append(x)
         if cache is not None:
             cache.advance(T)
         if last_only:
