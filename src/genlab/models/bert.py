@@ -36,7 +36,10 @@ the segment embeddings (DistilBERT), ``position_offset`` starts positions after 
 and ``positions_from_mask`` counts them over the real tokens only (RoBERTa: 2 and true),
 ``pooler=False`` drops the pooler (ELECTRA, DistilBERT, masked-LM-only checkpoints),
 ``mlm_act`` sets the masked-LM transform's activation where a family fixes it (RoBERTa and ELECTRA
-use exact GELU whatever ``mlp`` is). ELECTRA's generator and discriminator are two Bert models
+use exact GELU whatever ``mlp`` is), ``attention`` = longformer / linformer / lsh swaps in an
+efficient attention (``layers/efficient``; Longformer's global tokens come in through
+``global_attention_mask``, :mod:`genlab.models.convert.longformer` loads LongformerModel
+weights). ELECTRA's generator and discriminator are two Bert models
 that share their embedding modules: :func:`electra_pair`.
 
 Span boundary objective (Joshi et al. 2019, SpanBERT, arXiv:1907.10529). For a masked span
@@ -62,6 +65,13 @@ import torch.nn.functional as F
 from genlab.core.errors import CheckpointError, ConfigError
 from genlab.core.registry import register
 from genlab.layers.attention import ATTENTION, MultiHeadAttention, padding_mask
+from genlab.layers.efficient import (
+    EFFICIENT_ATTENTION,
+    check_efficient,
+    efficient_attention,
+    options,
+    tie_linformer_projections,
+)
 from genlab.layers.linear import Linear
 from genlab.layers.mlp import ACTIVATIONS, make_mlp
 
@@ -100,6 +110,15 @@ class BertConfig:
     num_labels: int = 2  # classes of the sequence and token heads
     tie_embeddings: bool = True  # masked-LM decoder shares the token embedding
     attention: str = "sdpa"
+    # Efficient attention (layers/efficient), read when attention is longformer, linformer or lsh:
+    attention_window: int = 256  # longformer: w/2 keys on each side (Longformer's attention_window)
+    attention_dilation: int = 1  # longformer: every d-th key inside the window
+    global_projections: bool = False  # longformer: separate Q/K/V for global tokens (LongformerModel's *_global)
+    linformer_k: int = 256  # linformer: keys/values projected from block_size positions to k
+    linformer_share: str = "none"  # none (E, F per layer) | kv (E = F) | layer (one E for every layer)
+    lsh_buckets: int = 32
+    lsh_rounds: int = 4
+    lsh_chunk: int = 64
     init_std: float = 0.02
     classifier: str = "pooler"  # the sequence head: a key of CLASSIFIERS
     mlm_act: str = ""  # activation of the masked-LM transform; "" means mlp's
@@ -113,8 +132,10 @@ class BertConfig:
             raise ValueError(f"mlm_act='{self.mlm_act}' is not one of {sorted(ACTIVATIONS)} (or '' for mlp's)")
         if self.classifier not in CLASSIFIERS:
             raise ValueError(f"classifier='{self.classifier}' is not one of {list(CLASSIFIERS)}")
-        if self.attention not in ATTENTION:
-            raise ValueError(f"attention='{self.attention}' is not one of {sorted(ATTENTION)}")
+        if self.attention not in ATTENTION and self.attention not in EFFICIENT_ATTENTION:
+            valid = sorted(ATTENTION) + sorted(EFFICIENT_ATTENTION)
+            raise ValueError(f"attention='{self.attention}' is not one of {valid}")
+        check_efficient(self.attention, options(self), causal=False, family="BERT encoder")
         if isinstance(self.heads, str) or not all(isinstance(h, str) for h in self.heads):
             raise ValueError(f"heads must be a list of names from {HEADS}, got {self.heads!r}")
         self.heads = list(self.heads)
@@ -179,20 +200,29 @@ class Block(nn.Module):
 
     def __init__(self, cfg: BertConfig):
         super().__init__()
-        self.attn = MultiHeadAttention(
-            cfg.n_embd,
-            cfg.n_head,
-            dropout=cfg.dropout,
-            attn_dropout=cfg.attention_dropout,
-            backend=cfg.attention,
-            causal=False,
-        )
+        if cfg.attention in EFFICIENT_ATTENTION:
+            self.attn = efficient_attention(
+                cfg.attention, cfg.n_embd, cfg.n_head, causal=False, seq_len=cfg.block_size,
+                dropout=cfg.dropout, attn_dropout=cfg.attention_dropout, **options(cfg),
+            )  # fmt: skip
+        else:
+            self.attn = MultiHeadAttention(
+                cfg.n_embd,
+                cfg.n_head,
+                dropout=cfg.dropout,
+                attn_dropout=cfg.attention_dropout,
+                backend=cfg.attention,
+                causal=False,
+            )
         self.ln1 = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
         self.mlp = make_mlp(cfg.mlp, cfg.n_embd, cfg.hidden, bias=True, dropout=cfg.dropout)
         self.ln2 = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.ln1(x + self.attn(x, mask=mask))
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, global_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        a = self.attn(x, mask=mask) if global_mask is None else self.attn(x, mask=mask, global_mask=global_mask)
+        x = self.ln1(x + a)
         return self.ln2(x + self.mlp(x))
 
 
@@ -275,6 +305,8 @@ class Bert(nn.Module):
         self.emb_proj = Linear(E, C) if E != C else None  # ALBERT: E -> C
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(1 if cfg.share_layers else cfg.n_layer))
+        if cfg.attention == "linformer" and cfg.linformer_share == "layer":
+            tie_linformer_projections([b.attn for b in self.blocks])
         self.pooler = Linear(C, C) if cfg.pooler else None
         heads = set(cfg.heads)
         self.mlm = MaskedLMHead(cfg) if "mlm" in heads else None
@@ -311,10 +343,14 @@ class Bert(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """input_ids (B, T), attention_mask (B, T) 1 = token / 0 = padding, token_type_ids (B, T)
-        -> last hidden states (B, T, C). Hidden states at padding positions are not meaningful."""
+        -> last hidden states (B, T, C). Hidden states at padding positions are not meaningful.
+        ``global_attention_mask`` (B, T) 1 = global token (attention=longformer only)."""
         cfg = self.config
+        if global_attention_mask is not None and cfg.attention != "longformer":
+            raise ValueError(f"global_attention_mask needs attention=longformer, not {cfg.attention}")
         T = input_ids.size(1)
         if input_ids.size(1) > cfg.block_size:
             raise ValueError(f"sequence of {T} tokens exceeds the position table of {cfg.block_size}")
@@ -333,8 +369,9 @@ class Bert(nn.Module):
         mask = None
         if attention_mask is not None and not bool(attention_mask.bool().all()):
             mask = padding_mask(attention_mask)  # (B, 1, 1, T): every query sees the real keys
+        glob = None if global_attention_mask is None else global_attention_mask.bool()
         for i in range(cfg.n_layer):
-            x = self.blocks[0 if cfg.share_layers else i](x, mask=mask)
+            x = self.blocks[0 if cfg.share_layers else i](x, mask=mask, global_mask=glob)
         return x
 
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -351,6 +388,7 @@ class Bert(nn.Module):
         heads: Sequence[str] | None = None,
         *,
         span_boundaries: torch.Tensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
     ) -> BertOutput:
         """Encode and run ``heads`` (default: all of the config's heads; ``()`` for none).
 
@@ -360,7 +398,7 @@ class Bert(nn.Module):
         missing = [h for h in heads if h not in self.config.heads]
         if missing:
             raise ValueError(f"head '{missing[0]}' is not part of this model (config.heads={self.config.heads})")
-        h = self.encode(input_ids, attention_mask, token_type_ids)
+        h = self.encode(input_ids, attention_mask, token_type_ids, global_attention_mask)
         out = BertOutput(hidden=h, pooled=self.pool(h) if self.pooler is not None else None)
         if "mlm" in heads:
             out.mlm_logits = self.mlm(h)

@@ -17,6 +17,10 @@ Variants are config fields resolved through visible dicts in ``layers/``:
 attention, Shazeer 2019, arXiv:1911.02150): fewer parameters and a smaller KV cache.
 ``pos="alibi"`` adds no position embedding; each layer's attention scores get the ALiBi bias
 -m_h (i - j) instead (Press et al. 2021, arXiv:2108.12409).
+``attention="longformer"`` (a causal sliding window of ``attention_window`` keys back, KV-cache
+decoding included) or ``"lsh"`` (Reformer's hashed attention; decoding re-hashes the cache) swaps the attention
+module (``layers/efficient``); ``reversible=True`` runs the blocks as reversible residuals
+(y1 = x1 + Attn(LN(x2)), y2 = x2 + MLP(LN(y1)), out (y1 + y2) / 2), recomputed in backward.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import torch.nn as nn
 
 from genlab.core.registry import register
 from genlab.layers.attention import ATTENTION, MultiHeadAttention, padding_mask
+from genlab.layers.efficient import EFFICIENT_ATTENTION, check_efficient, efficient_attention, options
+from genlab.layers.efficient.reversible import RevLayer, reversible
 from genlab.layers.kv_cache import KVCache
 from genlab.layers.linear import Linear, prepare_decode
 from genlab.layers.mlp import MLP_KINDS, make_mlp
@@ -54,13 +60,24 @@ class GPTConfig:
     mlp: str = "gelu"
     norm: str = "layernorm"
     attention: str = "sdpa"
+    # Efficient attention (layers/efficient), read when attention is longformer or lsh:
+    attention_window: int = 256  # longformer: each token sees itself and the w before it
+    attention_dilation: int = 1  # longformer: every d-th of them
+    linformer_k: int = 256  # linformer is bidirectional: defined for BERT, not here
+    linformer_share: str = "none"
+    lsh_buckets: int = 32
+    lsh_rounds: int = 4
+    lsh_chunk: int = 64
+    reversible: bool = False  # reversible residuals (Reformer): activation memory flat in depth
+    ff_chunks: int = 1  # with reversible: the MLP runs over this many slices of time
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     init_std: float = 0.02
 
     def __post_init__(self):
-        checks = {"pos": POSITIONS, "mlp": MLP_KINDS, "norm": NORM_KINDS, "attention": sorted(ATTENTION)}
+        attention = sorted(ATTENTION) + sorted(EFFICIENT_ATTENTION)
+        checks = {"pos": POSITIONS, "mlp": MLP_KINDS, "norm": NORM_KINDS, "attention": attention}
         for field, valid in checks.items():
             if getattr(self, field) not in valid:
                 raise ValueError(f"{field}='{getattr(self, field)}' is not one of {valid}")
@@ -70,6 +87,12 @@ class GPTConfig:
             raise ValueError(f"n_kv_head={self.n_kv_head} must be >= 0 (0 means n_head)")
         if self.n_kv_head and self.n_head % self.n_kv_head:
             raise ValueError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
+        check_efficient(
+            self.attention, options(self), causal=True, family="GPT", n_kv_head=self.n_kv_head, n_head=self.n_head,
+            pos=self.pos,
+        )  # fmt: skip
+        if self.ff_chunks < 1:
+            raise ValueError(f"ff_chunks={self.ff_chunks} must be at least 1")
 
     @property
     def kv_heads(self) -> int:
@@ -83,15 +106,21 @@ class Block(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.ln1 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
-        self.attn = MultiHeadAttention(
-            cfg.n_embd,
-            cfg.n_head,
-            cfg.kv_heads,
-            bias=cfg.bias,
-            dropout=cfg.dropout,
-            backend=cfg.attention,
-            causal=True,
-        )
+        if cfg.attention in EFFICIENT_ATTENTION:
+            self.attn = efficient_attention(
+                cfg.attention, cfg.n_embd, cfg.n_head, causal=True, seq_len=cfg.block_size,
+                n_kv_head=cfg.kv_heads, bias=cfg.bias, dropout=cfg.dropout, **options(cfg),
+            )  # fmt: skip
+        else:
+            self.attn = MultiHeadAttention(
+                cfg.n_embd,
+                cfg.n_head,
+                cfg.kv_heads,
+                bias=cfg.bias,
+                dropout=cfg.dropout,
+                backend=cfg.attention,
+                causal=True,
+            )
         self.ln2 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.mlp = make_mlp(cfg.mlp, cfg.n_embd, int(cfg.mlp_ratio * cfg.n_embd), cfg.bias, cfg.dropout)
 
@@ -180,16 +209,45 @@ class GPT(nn.Module):
             keys = torch.arange(start + T, device=idx.device)  # (S,)
             bias = self.alibi(cols, keys).to(x.dtype)  # (1 or B, H, T, S)
         states = [x] if hidden_states else None
-        for i, block in enumerate(self.blocks):
-            x = block(x, rotary=rotary, mask=mask, cache=cache, layer=i, bias=bias)
-            if states is not None:
-                states.append(x)
+        if self.config.reversible:
+            x = self._reversible(x, rotary, mask, bias, cache, states)
+        else:
+            for i, block in enumerate(self.blocks):
+                x = block(x, rotary=rotary, mask=mask, cache=cache, layer=i, bias=bias)
+                if states is not None:
+                    states.append(x)
         if cache is not None:
             cache.advance(T)
         if last_only:
             x = x[:, -1:]
         logits = self.head(self.ln_f(x))  # (B, T, V)
         return logits if states is None else ModelOutput(logits, hidden_states=tuple(states))
+
+    def _reversible(self, x, rotary, mask, bias, cache=None, states=None) -> torch.Tensor:
+        """Reversible residuals (Gomez et al. 2017; Reformer, Kitaev et al. 2020, arXiv:2001.04451):
+        x1 = x2 = x, then per block y1 = x1 + Attn(LN1(x2)), y2 = x2 + MLP(LN2(y1)); out (y1 + y2) / 2.
+        Training recomputes each block in backward (layers/efficient/reversible.py); decoding with a
+        cache, or collecting hidden states, runs the same equations block by block."""
+
+        def layer(i: int, block: Block) -> RevLayer:
+            def f(h, block=block, i=i):
+                return block.attn(block.ln1(h), mask=mask, rotary=rotary, cache=cache, layer=i, bias=bias)
+
+            def g(h, block=block):
+                return block.mlp(block.ln2(h))
+
+            return RevLayer(f, g, g_chunks=self.config.ff_chunks, params=list(block.parameters()))
+
+        layers = [layer(i, b) for i, b in enumerate(self.blocks)]
+        if cache is None and states is None:
+            y1, y2 = reversible(x, x, layers)
+            return (y1 + y2) / 2
+        x1 = x2 = x
+        for rl in layers:
+            x1, x2 = reversible(x1, x2, [rl], recompute=False)
+            if states is not None:
+                states.append((x1 + x2) / 2)
+        return (x1 + x2) / 2
 
     def make_cache(self, batch: int, max_len: int, dtype=None, device=None) -> KVCache:
         """A KV cache for ``batch`` sequences of up to ``max_len`` (<= block_size) tokens.
