@@ -17,10 +17,15 @@ Variants are config fields resolved through visible dicts in ``layers/``:
 attention, Shazeer 2019, arXiv:1911.02150): fewer parameters and a smaller KV cache.
 ``pos="alibi"`` adds no position embedding; each layer's attention scores get the ALiBi bias
 -m_h (i - j) instead (Press et al. 2021, arXiv:2108.12409).
+``moe`` (a :class:`~genlab.layers.moe.MoEConfig`; off by default) makes every ``moe.every``-th
+layer's FFN a mixture of experts (Mixtral, DeepSeekMoE): ``model.moe.num_experts=8
+model.moe.top_k=2``. Such a model returns a :class:`ModelOutput` whose ``aux_loss`` is the
+sum of its MoE layers' balancing losses, which the training engine adds to the loss.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -32,6 +37,7 @@ from genlab.layers.attention import ATTENTION, MultiHeadAttention, padding_mask
 from genlab.layers.kv_cache import KVCache
 from genlab.layers.linear import Linear, prepare_decode
 from genlab.layers.mlp import MLP_KINDS, make_mlp
+from genlab.layers.moe import MoE, MoEConfig
 from genlab.layers.norm import NORM_KINDS, make_norm
 from genlab.layers.positional import ALiBi, Rotary, sinusoidal_table
 from genlab.models.outputs import ModelOutput
@@ -58,8 +64,11 @@ class GPTConfig:
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     init_std: float = 0.02
+    moe: MoEConfig = dataclasses.field(default_factory=MoEConfig)  # mixture of experts; num_experts=0: none
 
     def __post_init__(self):
+        if isinstance(self.moe, dict):
+            self.moe = MoEConfig(**self.moe)
         checks = {"pos": POSITIONS, "mlp": MLP_KINDS, "norm": NORM_KINDS, "attention": sorted(ATTENTION)}
         for field, valid in checks.items():
             if getattr(self, field) not in valid:
@@ -80,7 +89,7 @@ class GPTConfig:
 class Block(nn.Module):
     """One pre-norm Transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
         self.ln1 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.attn = MultiHeadAttention(
@@ -93,7 +102,11 @@ class Block(nn.Module):
             causal=True,
         )
         self.ln2 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
-        self.mlp = make_mlp(cfg.mlp, cfg.n_embd, int(cfg.mlp_ratio * cfg.n_embd), cfg.bias, cfg.dropout)
+        hidden = int(cfg.mlp_ratio * cfg.n_embd)
+        if cfg.moe.is_moe_layer(layer):
+            self.mlp = MoE(cfg.n_embd, hidden, cfg.moe, cfg.mlp, cfg.bias, cfg.dropout)
+        else:
+            self.mlp = make_mlp(cfg.mlp, cfg.n_embd, hidden, cfg.bias, cfg.dropout)
 
     def forward(self, x: torch.Tensor, rotary=None, mask=None, cache: KVCache | None = None, layer: int = 0, bias=None):
         x = x + self.attn(self.ln1(x), mask=mask, rotary=rotary, cache=cache, layer=layer, bias=bias)
@@ -113,18 +126,23 @@ class GPT(nn.Module):
         self.rotary = Rotary(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_theta) if cfg.pos == "rope" else None
         self.alibi = ALiBi(cfg.n_head) if cfg.pos == "alibi" else None
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.ln_f = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.head = Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.tok_emb.weight
         self.reset_parameters()
 
+    @property
+    def moe_layers(self) -> list[MoE]:
+        """The blocks' mixture-of-experts FFNs (empty for a dense model)."""
+        return [b.mlp for b in self.blocks if isinstance(b.mlp, MoE)]
+
     def reset_parameters(self) -> None:
         """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 L)."""
         std = self.config.init_std
         for name, p in self.named_parameters():
-            if p.dim() < 2:
+            if p.dim() < 2 or name.endswith(".bias"):  # MoE experts' biases are (E, out)
                 if name.endswith("bias"):
                     nn.init.zeros_(p)
                 else:
@@ -146,6 +164,7 @@ class GPT(nn.Module):
         """idx: (B, T) token ids -> logits (B, T, V), or (B, 1, V) with ``last_only``.
         With ``hidden_states`` a :class:`ModelOutput` with the residual stream after the
         embeddings and after each block (n_layer + 1 tensors of (B, T, C)) beside the logits.
+        A model with MoE layers always returns a :class:`ModelOutput`, with their summed ``aux_loss``.
 
         Decoding passes a ``cache`` (see :meth:`make_cache`): the T new tokens take the
         positions after those already cached. Left-padded batches pass ``positions`` (B, T)
@@ -189,7 +208,11 @@ class GPT(nn.Module):
         if last_only:
             x = x[:, -1:]
         logits = self.head(self.ln_f(x))  # (B, T, V)
-        return logits if states is None else ModelOutput(logits, hidden_states=tuple(states))
+        moe = self.moe_layers
+        aux = sum(m.aux_loss for m in moe) if moe else None
+        if states is None and aux is None:
+            return logits
+        return ModelOutput(logits, hidden_states=tuple(states) if states is not None else None, aux_loss=aux)
 
     def make_cache(self, batch: int, max_len: int, dtype=None, device=None) -> KVCache:
         """A KV cache for ``batch`` sequences of up to ``max_len`` (<= block_size) tokens.
@@ -278,3 +301,19 @@ for _name, (_l, _h, _c) in _GPT3.items():
             vocab_size=50257, block_size=2048, n_layer=_l, n_head=_h, n_embd=_c, mlp="gelu_tanh"
         )
     )
+
+
+# --- Mixture-of-experts presets ----------------------------------------------------------
+# Llama-style blocks (RoPE, RMSNorm, SwiGLU, no biases, untied head) whose FFNs are MoE layers.
+
+
+def _moe_llama(**kw) -> GPTConfig:
+    base = dict(pos="rope", norm="rmsnorm", mlp="swiglu", bias=False, tie_embeddings=False, norm_eps=1e-5)
+    return GPTConfig(**{**base, **kw})
+
+
+@register("gpt-moe-micro")
+def gpt_moe_micro() -> GPTConfig:
+    """Tiny MoE model for tests: 2 layers, 32 dims, 4 experts top-2 plus a shared expert."""
+    return _moe_llama(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32, mlp_ratio=2.0,
+                      moe=MoEConfig(num_experts=4, top_k=2, shared_experts=1))  # fmt: skip
