@@ -317,3 +317,39 @@ def gpt_moe_micro() -> GPTConfig:
     """Tiny MoE model for tests: 2 layers, 32 dims, 4 experts top-2 plus a shared expert."""
     return _moe_llama(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32, mlp_ratio=2.0,
                       moe=MoEConfig(num_experts=4, top_k=2, shared_experts=1))  # fmt: skip
+
+
+@register("gpt-moe-char")
+def gpt_moe_char() -> GPTConfig:
+    """gpt-char with MoE FFNs of the same active width: 8 experts of 256, top-2 (2 x 256 = gpt-char's 512)."""
+    return dataclasses.replace(gpt_char(), moe=MoEConfig(num_experts=8, top_k=2, expert_hidden=256))
+
+
+@register("gpt-moe-bpe")
+def gpt_moe_bpe() -> GPTConfig:
+    """A small BPE-vocabulary MoE model for CPU benchmarks: 4 layers, 256 dims, context 256,
+    8 SwiGLU experts of 512, top-2, and one shared expert of 512."""
+    return _moe_llama(vocab_size=8192, block_size=256, n_layer=4, n_head=4, n_embd=256, mlp_ratio=2.0,
+                      moe=MoEConfig(num_experts=8, top_k=2, shared_experts=1))  # fmt: skip
+
+
+@register("mixtral-8x7b")
+def mixtral_8x7b() -> GPTConfig:
+    """Mixtral 8x7B (Jiang et al. 2024, arXiv:2401.04088; Hugging Face MixtralConfig defaults and
+    mistralai/Mixtral-8x7B-v0.1 config.json): 32 layers, 4096 dims, 32 query / 8 key-value heads,
+    8 SwiGLU experts of 14336 (mlp_ratio 3.5), top-2, vocab 32000, RoPE theta 1e6, context 32768.
+    Published: 46.7B parameters in total, 12.9B active per token (tested: 46,702,792,704 / 12,879,925,248)."""
+    return _moe_llama(vocab_size=32000, block_size=32768, n_layer=32, n_head=32, n_kv_head=8, n_embd=4096,
+                      mlp_ratio=3.5, rope_theta=1e6, moe=MoEConfig(num_experts=8, top_k=2))  # fmt: skip
+
+
+@register("deepseek-moe-16b")
+def deepseek_moe_16b() -> GPTConfig:
+    """DeepSeekMoE 16B (Dai et al. 2024, arXiv:2401.06066, deepseek-ai/deepseek-moe-16b-base config.json):
+    28 layers, 2048 dims, 16 heads, a dense first layer of 10944 (mlp_ratio 5.34375), then 64
+    fine-grained routed experts of 1408, top-6 with unnormalised softmax gates, plus 2 shared
+    experts; vocab 102400, context 4096, RMSNorm eps 1e-6. Published: 16.4B parameters in total,
+    2.8B active per token."""
+    return _moe_llama(vocab_size=102400, block_size=4096, n_layer=28, n_head=16, n_embd=2048, mlp_ratio=5.34375,
+                      norm_eps=1e-6, moe=MoEConfig(num_experts=64, top_k=6, shared_experts=2, expert_hidden=1408,
+                                                   first_dense=1, normalize=False))  # fmt: skip
