@@ -8,6 +8,8 @@ the converted weights into ``transformers`` and compare logits.
 - :mod:`genlab.models.convert.bert`: BERT, RoBERTa, ALBERT, ELECTRA and DistilBERT (``model_type`` picks
   the key map; bare models, masked LM, pre-training, sequence/token classification, QA)
   <-> :class:`~genlab.models.bert.Bert`.
+- :mod:`genlab.models.convert.moe`: Mixtral (``MixtralForCausalLM``) and Qwen2-MoE (``Qwen2MoeForCausalLM``)
+  <-> a :class:`~genlab.models.gpt.GPT` with MoE layers.
 
 Writing whole run directories (tokenizer, checkpoints, ``config.yaml``) is the recipes'
 job: see :mod:`genlab.recipes.convert`.
