@@ -220,3 +220,14 @@ def test_bad_options_are_one_line_errors(opts, words):
     with pytest.raises(ConfigError) as e:
         MoEConfig(**opts)
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_auto_kernel_choice():
+    from genlab.layers.moe import Groups, auto_kernel
+
+    w = torch.zeros(4, 8, 16, dtype=torch.float64)
+    balanced, skewed = Groups.of(torch.tensor([5, 5, 5, 5])), Groups.of(torch.tensor([20, 0, 0, 0]))
+    assert auto_kernel(torch.zeros(20, 8, dtype=torch.float64), balanced, w) == "bmm"
+    assert auto_kernel(torch.zeros(20, 8, dtype=torch.float64), skewed, w) == "loop"  # bmm would pad to 80 rows
+    if "grouped_mm" in GROUPED_LINEAR:
+        assert auto_kernel(torch.zeros(20, 8), skewed, w.float()) == "grouped_mm"

@@ -273,6 +273,14 @@ def _grouped_mm_fits(x: torch.Tensor, *weights: torch.Tensor) -> bool:
     return all(w.size(1) % per == 0 and w.size(2) % per == 0 for w in weights)
 
 
+def auto_kernel(x: torch.Tensor, groups: Groups, *weights: torch.Tensor) -> str:
+    """The kernel measured fastest on CPU (benchmarks/moe.py): grouped_mm where it runs, else a padded
+    bmm unless padding would more than double the rows (an unbalanced dropless batch), else the loop."""
+    if _grouped_mm_fits(x, *weights):
+        return "grouped_mm"
+    return "bmm" if max(groups.sizes, default=0) * len(groups.sizes) <= 2 * max(x.size(0), 1) else "loop"
+
+
 class Experts(nn.Module):
     """E expert FFNs of one kind (an activation name or "swiglu"), weights stacked."""
 
@@ -298,7 +306,7 @@ class Experts(nn.Module):
     def grouped(self, x: torch.Tensor, groups: Groups, kernel: str) -> torch.Tensor:
         """Rows x (M, C) sorted by expert -> (M, C), each row through its group's expert."""
         if kernel == "auto":
-            kernel = "grouped_mm" if _grouped_mm_fits(x, self.fc.weight, self.proj.weight) else "loop"
+            kernel = auto_kernel(x, groups, self.fc.weight, self.proj.weight)
         linear = GROUPED_LINEAR[kernel]
         h = linear(x, groups, self.fc.weight, self.fc.bias)  # (M, H or 2H)
         return linear(self.activation(h), groups, self.proj.weight, self.proj.bias)  # (M, C)
