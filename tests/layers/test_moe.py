@@ -231,3 +231,21 @@ def test_auto_kernel_choice():
     assert auto_kernel(torch.zeros(20, 8, dtype=torch.float64), skewed, w) == "loop"  # bmm would pad to 80 rows
     if "grouped_mm" in GROUPED_LINEAR:
         assert auto_kernel(torch.zeros(20, 8), skewed, w.float()) == "grouped_mm"
+
+
+@pytest.mark.parametrize("kernel", ["reference", *GROUPED_LINEAR])
+def test_flop_counter_counts_every_kernel_alike(kernel):
+    """training/flops.py measures MFU with FlopCounterMode; grouped_mm gets a formula from layers/moe.py."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    layer = make_moe(torch.float32, dim=16, hidden=32, num_experts=4, top_k=2, aux_loss_coef=0.0, kernel=kernel)
+    x = torch.randn(24, 16, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        layer(x).sum().backward()
+    # forward, input gradient and weight gradient of: the router (N, C) x (C, E), then the N K slots
+    # through fc (C -> 2H) and proj (H -> C)
+    exact = 3 * 2 * (24 * 16 * 4 + 48 * 16 * 64 + 48 * 32 * 16)
+    if kernel == "bmm":  # counts the padding rows too
+        assert counter.get_total_flops() >= exact
+    else:
+        assert counter.get_total_flops() == exact

@@ -259,6 +259,21 @@ def _grouped_mm_linear(x: torch.Tensor, g: Groups, w: torch.Tensor, b: torch.Ten
     return y if b is None else y + b[g.expert]
 
 
+def _grouped_mm_flops(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of aten._grouped_mm for torch's FlopCounterMode (training/flops.py's MFU), which has no
+    formula of its own: 2 (M K N) summed over the groups. Forward and the input gradient are
+    (M, K) x (E, K, N) -> (M, N); the weight gradient is (K, M) x (M, N) split along M -> (E, K, N)."""
+    if len(a_shape) == 2 and len(b_shape) == 2:
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+    return 2 * math.prod(out_shape) * a_shape[-1]
+
+
+if hasattr(torch.ops.aten, "_grouped_mm"):
+    from torch.utils.flop_counter import flop_registry, register_flop_formula
+
+    if torch.ops.aten._grouped_mm not in flop_registry and torch.ops.aten._grouped_mm.default not in flop_registry:
+        register_flop_formula(torch.ops.aten._grouped_mm)(_grouped_mm_flops)
+
 #: Grouped linear kernels: fn(x (M, in) sorted by expert, groups, weight (E, in, out), bias (E, out) | None)
 #: -> (M, out).
 GROUPED_LINEAR: dict[str, Callable[..., torch.Tensor]] = {"loop": _loop_linear, "bmm": _bmm_linear}
