@@ -231,6 +231,7 @@ def test_auto_kernel_choice():
     assert auto_kernel(torch.zeros(20, 8, dtype=torch.float64), skewed, w) == "loop"  # bmm would pad to 80 rows
     if "grouped_mm" in GROUPED_LINEAR:
         assert auto_kernel(torch.zeros(20, 8), skewed, w.float()) == "grouped_mm"
+        assert auto_kernel(torch.zeros(20, 8), balanced, w.float()) == "bmm"
 
 
 @pytest.mark.parametrize("kernel", ["reference", *GROUPED_LINEAR])

@@ -18,9 +18,9 @@ up) and ``experts.proj.weight`` (E, H, C), so an expert computes ``x @ W[e]``.
 
 The fast path sorts the N K token-slots by expert and runs one matrix product per expert
 group: a kernel of :data:`GROUPED_LINEAR` (one matmul per group, a padded ``bmm``, or
-torch's ``grouped_mm``); no Python loop over tokens. :func:`reference_moe` beside it loops
-over experts and sends each token through its chosen experts, tested equal, forward and
-backward.
+torch's ``grouped_mm``; :func:`auto_kernel` picks one); no Python loop over tokens.
+:func:`reference_moe` beside it loops over experts and sends each token through its chosen
+experts, tested equal, forward and backward.
 
 Capacity (Switch Transformer, Fedus et al. 2021, arXiv:2101.03961): with a capacity factor
 f > 0 each expert takes at most ceil(f N K / E) token-slots per forward; the slots beyond
@@ -289,11 +289,12 @@ def _grouped_mm_fits(x: torch.Tensor, *weights: torch.Tensor) -> bool:
 
 
 def auto_kernel(x: torch.Tensor, groups: Groups, *weights: torch.Tensor) -> str:
-    """The kernel measured fastest on CPU (benchmarks/moe.py): grouped_mm where it runs, else a padded
-    bmm unless padding would more than double the rows (an unbalanced dropless batch), else the loop."""
-    if _grouped_mm_fits(x, *weights):
-        return "grouped_mm"
-    return "bmm" if max(groups.sizes, default=0) * len(groups.sizes) <= 2 * max(x.size(0), 1) else "loop"
+    """The kernel measured fastest on the 2-core CPUs at 2 threads (benchmarks/moe.py: 1.3-3.3x
+    grouped_mm there): the padded bmm, unless padding would more than double the rows (an unbalanced
+    dropless batch); then grouped_mm where it runs, else the loop."""
+    if max(groups.sizes, default=0) * len(groups.sizes) <= 2 * max(x.size(0), 1):
+        return "bmm"
+    return "grouped_mm" if _grouped_mm_fits(x, *weights) else "loop"
 
 
 class Experts(nn.Module):
