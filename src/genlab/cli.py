@@ -311,12 +311,14 @@ def params(
     overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, e.g. n_layer=6.")] = None,
     depth: Annotated[int, typer.Option(help="Module depth of the breakdown.")] = 2,
 ) -> None:
-    """Count a preset's parameters on the meta device (no memory used) with a per-module breakdown."""
+    """Count a preset's parameters on the meta device (no memory used) with a per-module breakdown;
+    a mixture-of-experts model also gets its active parameters per token."""
     import torch
     from rich.console import Console
     from rich.table import Table
 
     from genlab.core.config import parse_overrides
+    from genlab.layers.moe import MoE
     from genlab.models import build_model
     from genlab.runs import model_config
 
@@ -341,6 +343,18 @@ def params(
     for key, n in rows.items():
         table.add_row(key, f"{n:,}", f"{100 * n / total:.1f}%")
     Console().print(table)
+    moe = [m for m in model.modules() if isinstance(m, MoE)]
+    if moe:
+        active = total - sum(m.inactive_params() for m in moe)
+
+        def short(n: int) -> str:
+            return f"{n / 1e9:,.2f}B" if n >= 1e9 else f"{n / 1e6:,.2f}M"
+
+        typer.echo(f"total: {total:,} ({short(total)})")
+        typer.echo(
+            f"active per token: {active:,} ({short(active)}): {len(moe)} MoE layers, "
+            f"top-{moe[0].router.top_k} of {moe[0].experts.num_experts} routed experts"
+        )
 
 
 @app.command("list")

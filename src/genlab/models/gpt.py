@@ -21,10 +21,15 @@ attention, Shazeer 2019, arXiv:1911.02150): fewer parameters and a smaller KV ca
 decoding included) or ``"lsh"`` (Reformer's hashed attention; decoding re-hashes the cache) swaps the attention
 module (``layers/efficient``); ``reversible=True`` runs the blocks as reversible residuals
 (y1 = x1 + Attn(LN(x2)), y2 = x2 + MLP(LN(y1)), out (y1 + y2) / 2), recomputed in backward.
+``moe`` (a :class:`~genlab.layers.moe.MoEConfig`; off by default) makes every ``moe.every``-th
+layer's FFN a mixture of experts (Mixtral, DeepSeekMoE): ``model.moe.num_experts=8
+model.moe.top_k=2``. Such a model returns a :class:`ModelOutput` whose ``aux_loss`` is the
+sum of its MoE layers' balancing losses, which the training engine adds to the loss.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -38,6 +43,7 @@ from genlab.layers.efficient.reversible import RevLayer, reversible
 from genlab.layers.kv_cache import KVCache
 from genlab.layers.linear import Linear, prepare_decode
 from genlab.layers.mlp import MLP_KINDS, make_mlp
+from genlab.layers.moe import MoE, MoEConfig
 from genlab.layers.norm import NORM_KINDS, make_norm
 from genlab.layers.positional import ALiBi, Rotary, sinusoidal_table
 from genlab.models.outputs import ModelOutput
@@ -74,8 +80,11 @@ class GPTConfig:
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     init_std: float = 0.02
+    moe: MoEConfig = dataclasses.field(default_factory=MoEConfig)  # mixture of experts; num_experts=0: none
 
     def __post_init__(self):
+        if isinstance(self.moe, dict):
+            self.moe = MoEConfig(**self.moe)
         attention = sorted(ATTENTION) + sorted(EFFICIENT_ATTENTION)
         checks = {"pos": POSITIONS, "mlp": MLP_KINDS, "norm": NORM_KINDS, "attention": attention}
         for field, valid in checks.items():
@@ -93,6 +102,10 @@ class GPTConfig:
         )  # fmt: skip
         if self.ff_chunks < 1:
             raise ValueError(f"ff_chunks={self.ff_chunks} must be at least 1")
+        if self.reversible and self.moe.num_experts:
+            # The reversible backward recomputes each block, so the MoE balancing loss of the forward
+            # would carry no gradient to the routers.
+            raise ValueError("reversible=true does not combine with moe (its balancing loss needs the forward's graph)")
 
     @property
     def kv_heads(self) -> int:
@@ -103,7 +116,7 @@ class GPTConfig:
 class Block(nn.Module):
     """One pre-norm Transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
         self.ln1 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         if cfg.attention in EFFICIENT_ATTENTION:
@@ -122,7 +135,11 @@ class Block(nn.Module):
                 causal=True,
             )
         self.ln2 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
-        self.mlp = make_mlp(cfg.mlp, cfg.n_embd, int(cfg.mlp_ratio * cfg.n_embd), cfg.bias, cfg.dropout)
+        hidden = int(cfg.mlp_ratio * cfg.n_embd)
+        if cfg.moe.is_moe_layer(layer):
+            self.mlp = MoE(cfg.n_embd, hidden, cfg.moe, cfg.mlp, cfg.bias, cfg.dropout)
+        else:
+            self.mlp = make_mlp(cfg.mlp, cfg.n_embd, hidden, cfg.bias, cfg.dropout)
 
     def forward(self, x: torch.Tensor, rotary=None, mask=None, cache: KVCache | None = None, layer: int = 0, bias=None):
         x = x + self.attn(self.ln1(x), mask=mask, rotary=rotary, cache=cache, layer=layer, bias=bias)
@@ -142,18 +159,23 @@ class GPT(nn.Module):
         self.rotary = Rotary(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_theta) if cfg.pos == "rope" else None
         self.alibi = ALiBi(cfg.n_head) if cfg.pos == "alibi" else None
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.ln_f = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.head = Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.tok_emb.weight
         self.reset_parameters()
 
+    @property
+    def moe_layers(self) -> list[MoE]:
+        """The blocks' mixture-of-experts FFNs (empty for a dense model)."""
+        return [b.mlp for b in self.blocks if isinstance(b.mlp, MoE)]
+
     def reset_parameters(self) -> None:
         """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 L)."""
         std = self.config.init_std
         for name, p in self.named_parameters():
-            if p.dim() < 2:
+            if p.dim() < 2 or name.endswith(".bias"):  # MoE experts' biases are (E, out)
                 if name.endswith("bias"):
                     nn.init.zeros_(p)
                 else:
@@ -175,6 +197,7 @@ class GPT(nn.Module):
         """idx: (B, T) token ids -> logits (B, T, V), or (B, 1, V) with ``last_only``.
         With ``hidden_states`` a :class:`ModelOutput` with the residual stream after the
         embeddings and after each block (n_layer + 1 tensors of (B, T, C)) beside the logits.
+        A model with MoE layers always returns a :class:`ModelOutput`, with their summed ``aux_loss``.
 
         Decoding passes a ``cache`` (see :meth:`make_cache`): the T new tokens take the
         positions after those already cached. Left-padded batches pass ``positions`` (B, T)
@@ -221,7 +244,11 @@ class GPT(nn.Module):
         if last_only:
             x = x[:, -1:]
         logits = self.head(self.ln_f(x))  # (B, T, V)
-        return logits if states is None else ModelOutput(logits, hidden_states=tuple(states))
+        moe = self.moe_layers
+        aux = sum(m.aux_loss for m in moe) if moe else None
+        if states is None and aux is None:
+            return logits
+        return ModelOutput(logits, hidden_states=tuple(states) if states is not None else None, aux_loss=aux)
 
     def _reversible(self, x, rotary, mask, bias, cache=None, states=None) -> torch.Tensor:
         """Reversible residuals (Gomez et al. 2017; Reformer, Kitaev et al. 2020, arXiv:2001.04451):
@@ -336,3 +363,55 @@ for _name, (_l, _h, _c) in _GPT3.items():
             vocab_size=50257, block_size=2048, n_layer=_l, n_head=_h, n_embd=_c, mlp="gelu_tanh"
         )
     )
+
+
+# --- Mixture-of-experts presets ----------------------------------------------------------
+# Llama-style blocks (RoPE, RMSNorm, SwiGLU, no biases, untied head) whose FFNs are MoE layers.
+
+
+def _moe_llama(**kw) -> GPTConfig:
+    base = dict(pos="rope", norm="rmsnorm", mlp="swiglu", bias=False, tie_embeddings=False, norm_eps=1e-5)
+    return GPTConfig(**{**base, **kw})
+
+
+@register("gpt-moe-micro")
+def gpt_moe_micro() -> GPTConfig:
+    """Tiny MoE model for tests: 2 layers, 32 dims, 4 experts top-2 plus a shared expert."""
+    return _moe_llama(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32, mlp_ratio=2.0,
+                      moe=MoEConfig(num_experts=4, top_k=2, shared_experts=1))  # fmt: skip
+
+
+@register("gpt-moe-char")
+def gpt_moe_char() -> GPTConfig:
+    """gpt-char with MoE FFNs of the same active width: 8 experts of 256, top-2 (2 x 256 = gpt-char's 512)."""
+    return dataclasses.replace(gpt_char(), moe=MoEConfig(num_experts=8, top_k=2, expert_hidden=256))
+
+
+@register("gpt-moe-bpe")
+def gpt_moe_bpe() -> GPTConfig:
+    """A small BPE-vocabulary MoE model for CPU benchmarks: 4 layers, 256 dims, context 256,
+    8 SwiGLU experts of 512, top-2, and one shared expert of 512."""
+    return _moe_llama(vocab_size=8192, block_size=256, n_layer=4, n_head=4, n_embd=256, mlp_ratio=2.0,
+                      moe=MoEConfig(num_experts=8, top_k=2, shared_experts=1))  # fmt: skip
+
+
+@register("mixtral-8x7b")
+def mixtral_8x7b() -> GPTConfig:
+    """Mixtral 8x7B (Jiang et al. 2024, arXiv:2401.04088; Hugging Face MixtralConfig defaults and
+    mistralai/Mixtral-8x7B-v0.1 config.json): 32 layers, 4096 dims, 32 query / 8 key-value heads,
+    8 SwiGLU experts of 14336 (mlp_ratio 3.5), top-2, vocab 32000, RoPE theta 1e6, context 32768.
+    Published: 46.7B parameters in total, 12.9B active per token (tested: 46,702,792,704 / 12,879,925,248)."""
+    return _moe_llama(vocab_size=32000, block_size=32768, n_layer=32, n_head=32, n_kv_head=8, n_embd=4096,
+                      mlp_ratio=3.5, rope_theta=1e6, moe=MoEConfig(num_experts=8, top_k=2))  # fmt: skip
+
+
+@register("deepseek-moe-16b")
+def deepseek_moe_16b() -> GPTConfig:
+    """DeepSeekMoE 16B (Dai et al. 2024, arXiv:2401.06066, deepseek-ai/deepseek-moe-16b-base config.json):
+    28 layers, 2048 dims, 16 heads, a dense first layer of 10944 (mlp_ratio 5.34375), then 64
+    fine-grained routed experts of 1408, top-6 with unnormalised softmax gates, plus 2 shared
+    experts; vocab 102400, context 4096, RMSNorm eps 1e-6. Published: 16.4B parameters in total,
+    2.8B active per token."""
+    return _moe_llama(vocab_size=102400, block_size=4096, n_layer=28, n_head=16, n_embd=2048, mlp_ratio=5.34375,
+                      norm_eps=1e-6, moe=MoEConfig(num_experts=64, top_k=6, shared_experts=2, expert_hidden=1408,
+                                                   first_dense=1, normalize=False))  # fmt: skip

@@ -10,6 +10,8 @@ the converted weights into ``transformers`` and compare logits.
   <-> :class:`~genlab.models.bert.Bert`.
 - :mod:`genlab.models.convert.longformer`: ``LongformerModel`` <-> a Bert with ``attention="longformer"``
   (RoBERTa's map plus the global query/key/value projections).
+- :mod:`genlab.models.convert.moe`: Mixtral (``MixtralForCausalLM``) and Qwen2-MoE (``Qwen2MoeForCausalLM``)
+  <-> a :class:`~genlab.models.gpt.GPT` with MoE layers.
 
 Writing whole run directories (tokenizer, checkpoints, ``config.yaml``) is the recipes'
 job: see :mod:`genlab.recipes.convert`.
