@@ -177,7 +177,6 @@ def test_preferences_are_labelled_by_how_they_were_made() -> None:
     assert len(faq) == 5 and all(p["chosen"] == f"a{p['prompt'][1:]}" != p["rejected"] for p in faq)
     assert all(p["rejected"] != "secret" for p in faq)  # never across splits
     assert C.user_preference("p", "A", "B", "b")["chosen"] == "B"
-    assert C.user_feedback("p", "A", "down")["rating"] == -1
     with pytest.raises(DataError, match="choose 'a' or 'b'"):
         C.user_preference("p", "A", "B", "c")
 

@@ -554,19 +554,12 @@ def faq_preferences(rows: Sequence[dict], seed: int = 0) -> list[dict]:
 
 
 def user_preference(prompt: str, a: str, b: str, choice: str, model: str = "") -> dict:
-    """A ``/compare`` ranking: ``choice`` is "a" or "b" (``kind: user``)."""
+    """A ``/compare`` ranking: ``choice`` is "a" or "b" (``kind: user``; ``genlab chat`` adds the
+    user's ``thumbs``, "up" or "down", for the preferred answer)."""
     if choice not in ("a", "b"):
         raise DataError(f"choose 'a' or 'b', got {choice!r}")
     chosen, rejected = (a, b) if choice == "a" else (b, a)
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "source": "user", "kind": "user", "model": model}
-
-
-def user_feedback(prompt: str, answer: str, thumbs: str, model: str = "") -> dict:
-    """A thumbs-up/down row (``{"prompt", "answer", "rating"}``; rating +1 or -1, ``kind: user``)."""
-    if thumbs not in ("up", "down"):
-        raise DataError(f"rate with 'up' or 'down', got {thumbs!r}")
-    return {"prompt": prompt, "answer": answer, "rating": 1 if thumbs == "up" else -1, "source": "user",
-            "kind": "user", "model": model}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------

@@ -70,10 +70,8 @@ DPKG_INFO_DIR = Path("/var/lib/dpkg/info")
 DICTD_DIR = Path("/usr/share/dictd")
 #: Debian ``python3-doc``: the reST sources of the Python documentation (FAQ and glossary inside).
 PYTHON_DOC_SOURCES = Path("/usr/share/doc/python3-doc/html/_sources")
-#: Debian ``perl-doc``: the POD sources, ``perlfaq1.pod`` .. ``perlfaq9.pod`` among them.
-PERL_POD_DIRS = (
-    tuple(sorted(Path("/usr/share/perl").glob("5.*/pod"), reverse=True)) if Path("/usr/share/perl").is_dir() else ()
-)
+#: Debian ``perl-doc``: the POD sources, ``<PERL_DIR>/5.*/pod/perlfaq1.pod`` .. ``perlfaq9.pod`` among them.
+PERL_DIR = Path("/usr/share/perl")
 #: Debian ``debian-faq``: the FAQ's text edition.
 DEBIAN_FAQ_TEXT = Path("/usr/share/doc/debian/FAQ/debian-faq.en.txt.gz")
 
@@ -678,7 +676,8 @@ def _dictd_text_build(name: str) -> Callable[[Path], Path]:
 
 
 def _perl_pod_system() -> Path | None:
-    for folder in (*PERL_POD_DIRS, *sorted(_extracted("perl-doc").glob("usr/share/perl/5.*/pod"))):
+    found = [*sorted(PERL_DIR.glob("5.*/pod"), reverse=True), *_extracted("perl-doc").glob("usr/share/perl/5.*/pod")]
+    for folder in found:
         if (folder / "perlfaq4.pod").is_file():
             return folder
     return None
