@@ -27,6 +27,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -628,7 +629,7 @@ def load_dictionary(name: str) -> dict[str, str]:
 
 #: Shares of the chat pretraining mixture (``chat-pretrain``), by source; missing sources are left out.
 PRETRAIN_SHARES = {
-    "python-docs": 0.35, "foldoc": 0.15, "jargon": 0.05, "debian-descriptions": 0.15,
+    "python-docs": 0.35, "foldoc": 0.15, "jargon": 0.05, "debian-descriptions": 0.1, "manpages": 0.05,
     "fortunes": 0.05, "shakespeare": 0.1, "kjv": 0.1, "tinyshakespeare": 0.05,
 }  # fmt: skip
 #: Characters of the chat pretraining mixture.
@@ -796,7 +797,8 @@ def _questions_build(found: Path) -> Path:
 
 
 def _faq_preferences_system() -> Path | None:
-    return DATA_MARKER if any(SOURCES[n].local() or SOURCES[n].system() for n in FAQ_SOURCES) else None
+    """The first FAQ source present (the pairs are built from all that are)."""
+    return next((p for n in FAQ_SOURCES if (p := SOURCES[n].local() or SOURCES[n].system()) is not None), None)
 
 
 def _faq_preferences_build(found: Path) -> Path:
@@ -807,16 +809,17 @@ def _faq_preferences_build(found: Path) -> Path:
 
 
 def _pretrain_system() -> Path | None:
-    return DATA_MARKER if _python_docs_system() is not None else None
+    """python3-doc's sources, the mixture's largest part (the others join when present)."""
+    return _python_docs_system()
 
 
 def pretrain_texts(names: tuple[str, ...] | None = None) -> dict[str, str]:
-    """name -> text of the chat pretraining sources present here (Debian descriptions as long descriptions)."""
+    """name -> text of the chat pretraining sources present here (the pair sources as "name: synopsis" + text)."""
     texts = {}
     for name in names or tuple(PRETRAIN_SHARES):
         try:
-            if name == "debian-descriptions":
-                texts[name] = _join_documents([p.source for p in load_pairs(name)])
+            if name in ("debian-descriptions", "manpages"):
+                texts[name] = _join_documents([f"{p.group}: {p.tgt}\n{p.src}" for p in load_pairs(name)])
             else:
                 texts[name] = read_text(name)
         except DataError:
@@ -830,11 +833,12 @@ def _pretrain_build(found: Path) -> Path:
     texts = pretrain_texts()
     shares = {k: v for k, v in PRETRAIN_SHARES.items() if k in texts}
     text = mixture(texts, shares, PRETRAIN_CHARS)
+    total = sum(shares.values())
+    made = {"chars": len(text), "shares": {k: round(v / total, 4) for k, v in shares.items()},
+            "source_chars": {k: len(texts[k]) for k in shares},
+            "left_out": sorted(set(PRETRAIN_SHARES) - set(shares))}  # fmt: skip
+    _write_text_atomic(data_dir() / "chat-pretrain" / "mixture.json", json.dumps(made, indent=2) + "\n")
     return _write_text_atomic(data_dir() / "chat-pretrain" / "chat-pretrain.txt", text)
-
-
-#: A stand-in "found" path for sources built from other sources rather than one system path.
-DATA_MARKER = Path(os.devnull)
 
 
 def load_chat(name: str) -> list[dict]:
@@ -876,8 +880,8 @@ _CHAT_SOURCES = [
     ),
     Source(
         name="chat-pretrain", kind="text",
-        description="chat pretraining mixture: python-docs, FOLDOC, Jargon, Debian descriptions, fortunes, "
-                    "Shakespeare, KJV by PRETRAIN_SHARES (real)",
+        description="chat pretraining mixture: python-docs, FOLDOC, Jargon, Debian descriptions, man pages, "
+                    "fortunes, Shakespeare, KJV by PRETRAIN_SHARES (real)",
         install_hint="install python3-doc (sudo apt-get install python3-doc); the other parts join when present",
         local=_target_local("chat-pretrain", "chat-pretrain.txt"), system=_pretrain_system, build=_pretrain_build,
     ),
