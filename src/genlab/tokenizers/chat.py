@@ -170,7 +170,9 @@ def fit_context(
     """Drop the oldest non-system turns until the prompt fits in ``budget`` tokens.
 
     System messages always stay; the newest message always stays (a ConfigError when even the
-    system prompt and that message alone do not fit). Returns (kept messages, prompt ids).
+    system prompt and that message alone do not fit). An assistant turn left at the front after
+    its question went goes too, so the kept history starts with a user turn. Returns (kept
+    messages, prompt ids).
     """
     pairs = _pairs(messages)
     system = [m for m in pairs if m[0] in ("system", "developer")]
@@ -186,6 +188,8 @@ def fit_context(
                 "context leaves: shorten them, or /reset"
             )
         turns = turns[1:]
+        while len(turns) > 1 and turns[0][0] == "assistant":
+            turns = turns[1:]
 
 
 # ---------------------------------------------------------------- the tokenizer side
