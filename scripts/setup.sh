@@ -7,8 +7,10 @@ PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
 # 1. Offline data from Debian packages (King James Bible, fortunes, Fashion-MNIST; for seq2seq the
-#    Ding de-en dictionary, man pages, FreeDict dictionaries for word-by-word baselines).
+#    Ding de-en dictionary, man pages, FreeDict dictionaries for word-by-word baselines; for chat the
+#    Python docs with their FAQ and glossary, FOLDOC, the Jargon File, the elements, perlfaq, the Debian FAQ).
 DEB_PACKAGES="bible-kjv fortunes dataset-fashion-mnist trans-de-en manpages manpages-dev dict-freedict-eng-fra dict-freedict-deu-eng"
+DEB_PACKAGES="$DEB_PACKAGES python3-doc dict-foldoc dict-jargon dict-elements perl-doc debian-faq"
 missing=""
 for p in $DEB_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -49,6 +51,9 @@ for p in libreoffice-help-en-us libreoffice-help-fr; do
   fi
 done
 
+# 1d. chatterbot-corpus (the chat dialogues): `pip download --no-deps` of its wheel into the data folder,
+#     unpacked there by `genlab data prepare chatterbot` (step 3); the wheel is never pip-installed.
+
 # 2. Virtualenv and the package. torch stays in <2.14, which pip takes as the CPU build.
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
@@ -59,4 +64,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q -e ".[dev]"
   touch "$stamp"
 fi
+# 3. Data genlab builds itself (pip download of the chatterbot-corpus wheel; nothing installed).
+"$VENV/bin/python" -m genlab data prepare chatterbot >/dev/null 2>&1 \
+  || echo "note: genlab data prepare chatterbot failed (offline?); the chatterbot source stays unavailable"
 echo "genlab is set up in $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

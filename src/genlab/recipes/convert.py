@@ -29,6 +29,7 @@ from genlab.models.gpt import GPT, GPTConfig
 from genlab.runs import load_run, read_run_config
 from genlab.runs.encoders import load_encoder
 from genlab.tokenizers import EOS_TOKEN, TOKENIZER_FILE, BPETokenizer, CharTokenizer
+from genlab.tokenizers.chat import find_template, to_jinja
 from genlab.training.checkpoint import save_checkpoint
 
 
@@ -187,6 +188,12 @@ def genlab_to_hf(run_dir: Path, out_dir: Path, overwrite: bool = False, which: s
         nonlocal how
         gpt2.write_hf_gpt2(model, tmp, eos_id=tok.eos_id)
         how = _write_tokenizer(tok, cfg, tmp)
+        template = find_template(run_dir, tok)
+        if template is not None:  # the run's chat template, as transformers' apply_chat_template reads it
+            settings = json.loads((tmp / "tokenizer_config.json").read_text(encoding="utf-8"))
+            settings["chat_template"] = to_jinja(template)
+            (tmp / "tokenizer_config.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+            how += " + chat template"
         generation = {"bos_token_id": hf_cfg["bos_token_id"], "eos_token_id": hf_cfg["eos_token_id"]}
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
 

@@ -1,0 +1,1 @@
+"""Alignment: SFT, reward models, PPO/DPO/GRPO and safety (tier 5)."""
