@@ -17,6 +17,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from genlab.core.errors import DataError
 
 PREFERENCE_KEYS = ("prompt", "chosen", "rejected")
@@ -85,4 +87,43 @@ def conversation_segments(path: str | os.PathLike, render: Callable[[list[dict]]
     return result
 
 
-__all__ = ["PREFERENCE_KEYS", "VERIFIABLE_KEYS", "conversation_segments", "read_jsonl", "render_plain"]
+# --- tokenised batches ----------------------------------------------------------------------
+
+Pair = tuple[list[int], list[int], list[int]]  # prompt, chosen answer, rejected answer (token ids)
+
+
+def encode_pairs(tok, rows: list[dict]) -> list[Pair]:
+    """Preference rows -> (prompt, chosen, rejected) ids; the answers end with the end-of-text token if any."""
+    eos = [tok.eos_id] if getattr(tok, "eos_id", None) is not None else []
+    return [(tok.encode(r["prompt"]), tok.encode(r["chosen"]) + eos, tok.encode(r["rejected"]) + eos) for r in rows]
+
+
+def collate_pairs(pairs: list[Pair], block_size: int, pad_id: int = 0):
+    """(ids, attention_mask, completion_mask), each (2B, T): the B chosen rows then the B rejected rows,
+    prompt + answer, right-padded; a row longer than the context keeps its answer and loses the prompt's start."""
+    rows = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
+    seqs = []
+    for prompt, answer in rows:
+        answer = answer[:block_size]
+        prompt = prompt[max(0, len(prompt) + len(answer) - block_size) :]
+        seqs.append((prompt + answer, [0] * len(prompt) + [1] * len(answer)))
+    width = max(len(s) for s, _ in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attention = torch.zeros(len(seqs), width, dtype=torch.long)
+    completion = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, (s, m) in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        attention[i, : len(s)] = 1
+        completion[i, : len(m)] = torch.tensor(m)
+    return ids, attention, completion
+
+
+__all__ = [
+    "PREFERENCE_KEYS",
+    "VERIFIABLE_KEYS",
+    "collate_pairs",
+    "conversation_segments",
+    "encode_pairs",
+    "read_jsonl",
+    "render_plain",
+]

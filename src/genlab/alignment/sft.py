@@ -44,12 +44,13 @@ def sft_targets(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def collate(examples: list[Example], block_size: int, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad (or cut) examples to one (B, T) batch of ids and masks; T <= block_size + 1."""
+    """Right-pad examples to one (B, T) batch of ids and masks, T <= block_size + 1; a longer example
+    keeps its last block_size + 1 tokens (the latest turns, where the reply is)."""
     width = min(max(len(i) for i, _ in examples), block_size + 1)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     mask = torch.zeros(len(examples), width, dtype=torch.long)
     for r, (i, m) in enumerate(examples):
-        i, m = i[:width], m[:width]
+        i, m = i[-width:], m[-width:]
         ids[r, : len(i)] = torch.tensor(i)
         mask[r, : len(m)] = torch.tensor(m)
     return ids, mask

@@ -49,6 +49,7 @@ TASKS = {
     "encoder-classify": ("encoder_classify", "train_classifier"),
     "encoder-distill": ("encoder_distill", "distill"),
     "encoder-retrieval": ("encoder_retrieval", "train_retrieval"),
+    **{stage: ("chat", "train") for stage in ("chat-sft", "chat-reward", "chat-dpo", "chat-grpo", "chat-ppo")},
 }
 
 
