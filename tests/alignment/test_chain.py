@@ -120,3 +120,16 @@ def test_reward_run_of_another_tokenizer_is_a_one_line_error(chain, tmp_path):
     with pytest.raises(TokenizerError, match="another tokenizer") as e:
         _stage("chat-ppo", root / "pretrain", f["questions"], tmp_path / "ppo", reward=str(tmp_path / "other-rm"))
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["chat/sft", "chat/reward", "chat/dpo", "chat/grpo", "chat/ppo"])
+def test_every_chat_config_parses_and_asks_for_init(name):
+    from genlab.core.config import from_dict
+    from genlab.core.errors import ConfigError
+    from genlab.recipes import TASKS, load_recipe
+    from genlab.recipes.chat import ChatRecipe, train
+
+    recipe = load_recipe(name)
+    assert recipe["task"] in TASKS and from_dict(ChatRecipe, recipe).task == recipe["task"]
+    with pytest.raises(ConfigError, match="init=RUN_DIR"):
+        train(recipe, "unused")
