@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import tiny_recipe
 
+from genlab.core.config import load_yaml
 from genlab.core.errors import DataError, TokenizerError
 from genlab.models.heads import ScoreModel
 from genlab.recipes import run_task
@@ -89,8 +90,10 @@ def test_a_stage_resumes_exactly(chain, tmp_path, task, data):
         _stage("chat-sft", root / "pretrain", f["conv"], root / "sft")
     full = _stage(task, root / "sft", f[data], tmp_path / "full", train={"max_steps": 4, "decay_steps": 4})
     _stage(task, root / "sft", f[data], tmp_path / "half", train={"max_steps": 2, "decay_steps": 4})
-    resumed = _stage(task, root / "sft", f[data], tmp_path / "half", resume=True,
-                     train={"max_steps": 4, "decay_steps": 4})  # fmt: skip
+    # as `genlab train --resume` does: the run's own config.yaml, with the overrides
+    saved = load_yaml(tmp_path / "half" / "config.yaml")
+    saved["train"]["max_steps"] = 4
+    resumed = run_task(saved, run_dir=tmp_path / "half", resume=True)
     a, _, _ = load_run(tmp_path / "full", "last")
     b, _, _ = load_run(tmp_path / "half", "last")
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):

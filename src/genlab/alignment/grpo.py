@@ -83,9 +83,13 @@ def grpo_loss(
 def grpo_step(policy: nn.Module, batch, beta: float = 0.04, clip: float = 0.2, clip_high: float | None = None,
               loss_type: str = "grpo", kl_ratio_correction: bool = False):  # fmt: skip
     """The trainer's loss. batch = (ids, attention_mask, completion_mask) (N, T), old_logp and ref_logp
-    (N, T - 1), advantages (N,): what :class:`genlab.alignment.grpo` rollouts produce."""
+    (N, T - 1), advantages (N,): what the chat-grpo rollouts produce. ``old_logp`` None means one
+    pass per rollout (the sampling policy is the current one: rho = 1, its gradient kept), which saves
+    a forward pass."""
     ids, attention_mask, completion_mask, old_logp, ref_logp, advantages = batch
     logp = token_logprobs(policy, ids, attention_mask)  # (N, T-1)
+    if old_logp is None:
+        old_logp = logp.detach()
     loss, metrics = grpo_loss(logp, old_logp, ref_logp, advantages, completion_mask[:, 1:], beta, clip, clip_high,
                               loss_type, kl_ratio_correction)  # fmt: skip
     return loss, metrics

@@ -74,6 +74,9 @@ class ChatRecipe:
     value_coef: float = 0.5
     value_clip: float = 0.2
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    # Written by the stage into the run's config.yaml (so load_run rebuilds its model), ignored on input:
+    model: dict = field(default_factory=dict)  # the init run's model section
+    head: dict = field(default_factory=dict)  # a reward run's scalar head
 
 
 STAGES = ("chat-sft", "chat-reward", "chat-dpo", "chat-grpo", "chat-ppo")
@@ -103,7 +106,8 @@ def _prepare(r: ChatRecipe, s: runner.Session) -> runner.Setup:
         raise ConfigError(f"{r.init} is not a GPT language-model run: alignment stages start from one")
     block = policy.config.block_size
     pad = tok.eos_id if tok.eos_id is not None else 0
-    config = merge(to_dict(r), {"model": init_config["model"]})
+    config = {k: v for k, v in to_dict(r).items() if k != "head"}  # only a reward run has a head
+    config = merge(config, {"model": init_config["model"]})
     build = {"chat-sft": _sft, "chat-reward": _reward, "chat-dpo": _dpo, "chat-grpo": _grpo, "chat-ppo": _ppo}
     return build[r.task](r, s, policy.train(), tok, block, pad, config)
 
@@ -253,15 +257,15 @@ class Rollouts:
         out = rollout(policy, [self.prompts[i] for i in idx], self.generation(self.r.train.seed + self.draws),
                       self.tok.decode, pad)  # fmt: skip
         answers = [self.answers[idx[p]] for p in out.prompt_index]
-        with torch.no_grad():
-            old = token_logprobs(policy, out.ids, out.attention_mask)
+        with torch.no_grad():  # GRPO makes one pass per rollout: its sampling log-probs are the current ones
+            old = token_logprobs(policy, out.ids, out.attention_mask) if self.value is not None else None
             ref = token_logprobs(self.reference, out.ids, out.attention_mask)
             if self.score is not None:
                 scores = self.score.score(out.ids, out.attention_mask).float()
             else:
                 ro = self.r.rollout
                 scores = torch.tensor([verifiable_reward(x, a, ro.abstain_reward) for x, a in zip(out.texts, answers)])
-        scores = scores.to(old.device)
+        scores = scores.to(ref.device)
         self.last_reward = float(scores.mean())
         if self.value is None:  # GRPO
             adv = group_advantages(scores, self.r.rollout.group_size)

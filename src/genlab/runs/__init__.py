@@ -159,7 +159,9 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", part: str = "model
         load_weights(gen, path / "generator.safetensors")
         return LoadedRun(gen.eval(), tok, config)
     model = build_model(cfg)
-    if isinstance(config.get("head"), dict):  # a reward (or value) run: the decoder + its scalar head
+    if (
+        isinstance(config.get("head"), dict) and config["head"]
+    ):  # a reward (or value) run: the decoder + its scalar head
         model = ScoreModel(model, from_dict(HeadConfig, config["head"], "head"))
     if isinstance(model, GAN):
         for name, module in gan_parts(model, include_ema=True).items():
