@@ -122,14 +122,19 @@ def _fixed(items: list, t: TrainConfig, collate_fn) -> list:
     return batches[: max(1, t.eval_batches)]
 
 
-def _setup(s, trainer, data, models, describe, sample_batch, finish=None) -> runner.Setup:
+def _setup(s, trainer, data, models, describe, sample_batch, finish=None, loss=None) -> runner.Setup:
+    """``loss`` (with ``sample_batch``) measures FLOPs per token; rollout stages pass none (their
+    sampling is most of the work and is not a loss), so their FLOPs and MFU are NaN."""
     params = sum(p.numel() for m in models for p in m.parameters())
     items = int(sample_batch[0].numel())
+    flops = (
+        runner.flops_per_item(loss, trainer.models, sample_batch, s.rt.device, items)
+        if loss is not None
+        else lambda: float("nan")
+    )
     return runner.Setup(
-        trainer, data, params, describe,
-        lambda: float("nan"),  # FLOPs of rollouts and of several models are not measured
-        lambda steps: steps * items, finish,
-    )  # fmt: skip
+        trainer, data, params, describe, flops, lambda steps: steps * items * s.train.grad_accum, finish
+    )
 
 
 # --- SFT ------------------------------------------------------------------------------------
@@ -151,10 +156,11 @@ def _sft(r, s, policy, tok, block, pad, config):
     def evaluate(models):
         return {"val_loss": _mean([float(_first(sft_loss(models["model"], b))) for b in val])} if val else {}
 
-    trainer = Trainer({"model": model}, {"model": optimizer}, [Phase(lambda ms, b: sft_loss(ms["model"], b))], rt, t,
-                      run_dir=s.run_dir, evaluate=evaluate)  # fmt: skip
+    loss = lambda ms, b: sft_loss(ms["model"], b)
+    trainer = Trainer({"model": model}, {"model": optimizer}, [Phase(loss)], rt, t, run_dir=s.run_dir,
+                      evaluate=evaluate)  # fmt: skip
     return _setup(s, trainer, data, [model], f"{len(train_ex)} train / {len(val_ex)} val conversations",
-                  make(train_ex[:1]), lambda tr: {"best_val_loss": tr.best})  # fmt: skip
+                  make(train_ex[: t.batch_size]), lambda tr: {"best_val_loss": tr.best}, loss)  # fmt: skip
 
 
 def _first(out):
@@ -184,10 +190,11 @@ def _reward(r, s, policy, tok, block, pad, config):
     def evaluate(models):
         return {"val_accuracy": pairwise_accuracy(models["model"], val)} if val else {}
 
-    trainer = Trainer({"model": model}, {"model": optimizer}, [Phase(lambda ms, b: reward_step(ms["model"], b))], rt, t,
-                      run_dir=s.run_dir, evaluate=evaluate)  # fmt: skip
-    return _setup(s, trainer, data, [model], f"{len(train_p)} train / {len(val_p)} val pairs", make(train_p[:1]),
-                  lambda tr: {"best_val_accuracy": tr.best})  # fmt: skip
+    loss = lambda ms, b: reward_step(ms["model"], b)
+    trainer = Trainer({"model": model}, {"model": optimizer}, [Phase(loss)], rt, t, run_dir=s.run_dir,
+                      evaluate=evaluate)  # fmt: skip
+    return _setup(s, trainer, data, [model], f"{len(train_p)} train / {len(val_p)} val pairs",
+                  make(train_p[: t.batch_size]), lambda tr: {"best_val_accuracy": tr.best}, loss)  # fmt: skip
 
 
 def collate_pairs_scores(pairs, block, pad):
@@ -221,8 +228,8 @@ def _dpo(r, s, policy, tok, block, pad, config):
 
     trainer = Trainer({"model": model}, {"model": optimizer}, [Phase(step)], rt, t, run_dir=s.run_dir,
                       evaluate=evaluate)  # fmt: skip
-    return _setup(s, trainer, data, [model], f"{len(train_p)} train / {len(val_p)} val pairs", make(train_p[:1]),
-                  lambda tr: {"best_val_loss": tr.best})  # fmt: skip
+    return _setup(s, trainer, data, [model], f"{len(train_p)} train / {len(val_p)} val pairs",
+                  make(train_p[: t.batch_size]), lambda tr: {"best_val_loss": tr.best}, step)  # fmt: skip
 
 
 # --- rollouts for GRPO and PPO --------------------------------------------------------------
