@@ -4,7 +4,8 @@
 overrides, and hands the result to the entry point named by its ``task`` key (:data:`TASKS`).
 
 One module per task (``lm``, ``classify``, ``generative`` (vae, gan), ``encoder_pretrain``,
-``encoder_classify``, ``encoder_distill``, ``encoder_retrieval``) plus the commands ``embed`` and
+``encoder_classify``, ``encoder_distill``, ``encoder_retrieval``, ``chat``: the alignment stages
+``chat-sft`` / ``-reward`` / ``-dpo`` / ``-grpo`` / ``-ppo``) plus the commands ``embed`` and
 ``convert``; what they share is :mod:`genlab.recipes.runner` (set-up, resume, results.json,
 teardown) and :mod:`genlab.recipes.grid`. A task module never imports another: what two tasks
 need lives in a lower tier (a run directory back into a model: :func:`genlab.runs.load_run`).
@@ -49,6 +50,7 @@ TASKS = {
     "encoder-classify": ("encoder_classify", "train_classifier"),
     "encoder-distill": ("encoder_distill", "distill"),
     "encoder-retrieval": ("encoder_retrieval", "train_retrieval"),
+    **{stage: ("chat", "train") for stage in ("chat-sft", "chat-reward", "chat-dpo", "chat-grpo", "chat-ppo")},
 }
 
 

@@ -14,7 +14,9 @@ Layout of a run directory (``genlab train RECIPE --out DIR`` writes it)::
         checkpoints/             see genlab.training.checkpoint: step-*/ + last.json, best.json;
                                  one ``<name>.safetensors`` per model the trainer held
                                  (``model``; a GAN: generator, discriminator, generator_ema;
-                                 ELECTRA / CodeBERT: model = the discriminator, generator)
+                                 ELECTRA / CodeBERT: model = the discriminator, generator;
+                                 a reward run, whose config has a ``head`` section: model = a
+                                 ScoreModel, keys backbone.* + head.*)
         metrics.jsonl            one row per log step and per evaluation
         results.json             what the task measured at the end (test metrics, MFU, ...)
         samples/                 image runs: a grid per evaluation
@@ -41,6 +43,7 @@ from genlab.core.registry import preset
 from genlab.models import build_model, config_class, family_of
 from genlab.models.bert import electra_pair
 from genlab.models.gan import GAN, gan_parts
+from genlab.models.heads import HeadConfig, ScoreModel
 from genlab.tokenizers import TOKENIZER_FILE, WordPieceTokenizer, load_tokenizer
 from genlab.training.checkpoint import find_checkpoint, load_weights
 
@@ -156,6 +159,10 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", part: str = "model
         load_weights(gen, path / "generator.safetensors")
         return LoadedRun(gen.eval(), tok, config)
     model = build_model(cfg)
+    if (
+        isinstance(config.get("head"), dict) and config["head"]
+    ):  # a reward (or value) run: the decoder + its scalar head
+        model = ScoreModel(model, from_dict(HeadConfig, config["head"], "head"))
     if isinstance(model, GAN):
         for name, module in gan_parts(model, include_ema=True).items():
             load_weights(module, path / f"{name}.safetensors")
