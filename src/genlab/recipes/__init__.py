@@ -4,7 +4,7 @@
 overrides, and hands the result to the entry point named by its ``task`` key (:data:`TASKS`).
 
 One module per task (``lm``, ``classify``, ``generative`` (vae, gan), ``encoder_pretrain``,
-``encoder_classify``, ``encoder_distill``, ``encoder_retrieval``) plus the commands ``embed`` and
+``encoder_classify``, ``encoder_distill``, ``encoder_retrieval``, ``seq2seq`` (with ``seq2seq-pretrain``)) plus the commands ``embed`` and
 ``convert``; what they share is :mod:`genlab.recipes.runner` (set-up, resume, results.json,
 teardown) and :mod:`genlab.recipes.grid`. A task module never imports another: what two tasks
 need lives in a lower tier (a run directory back into a model: :func:`genlab.runs.load_run`).
@@ -49,6 +49,8 @@ TASKS = {
     "encoder-classify": ("encoder_classify", "train_classifier"),
     "encoder-distill": ("encoder_distill", "distill"),
     "encoder-retrieval": ("encoder_retrieval", "train_retrieval"),
+    "seq2seq": ("seq2seq", "train"),
+    "seq2seq-pretrain": ("seq2seq", "pretrain"),
 }
 
 
