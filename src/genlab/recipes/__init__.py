@@ -4,10 +4,11 @@
 overrides, and hands the result to the entry point named by its ``task`` key (:data:`TASKS`).
 
 One module per task (``lm``, ``classify``, ``generative`` (vae, gan), ``encoder_pretrain``,
-``encoder_classify``, ``encoder_distill``, ``encoder_retrieval``, ``seq2seq`` (with ``seq2seq-pretrain``)) plus the commands ``embed`` and
-``convert``; what they share is :mod:`genlab.recipes.runner` (set-up, resume, results.json,
-teardown) and :mod:`genlab.recipes.grid`. A task module never imports another: what two tasks
-need lives in a lower tier (a run directory back into a model: :func:`genlab.runs.load_run`).
+``encoder_classify``, ``encoder_distill``, ``encoder_retrieval``, ``seq2seq`` (with
+``seq2seq-pretrain``)) plus the commands ``embed`` and ``convert``; what they share is
+:mod:`genlab.recipes.runner` (set-up, resume, results.json, teardown) and
+:mod:`genlab.recipes.grid`. A task module never imports another: what two tasks need lives in a
+lower tier (a run directory back into a model: :func:`genlab.runs.load_run`).
 """
 
 from __future__ import annotations

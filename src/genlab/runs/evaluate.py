@@ -189,8 +189,8 @@ def evaluate_seq2seq(run_dir: str | Path, which: str = "best", split: str = "tes
     if beams < 1:
         raise ConfigError(f"beams must be at least 1, got {beams}")
     n = limit or e.get("test_pairs", 0) or None
-    tasks = [(t.get("name") or Path(t["source"]).stem, t.get("prefix", ""), t.get("metric", "bleu"), seq2seq_split(recipe, t, split)[:n])
-             for t in data.get("tasks") or []]  # fmt: skip
+    tasks = [(t.get("name") or Path(t["source"]).stem, t.get("prefix", ""), t.get("metric", "bleu"),
+              seq2seq_split(recipe, t, split)[:n]) for t in data.get("tasks") or []]  # fmt: skip
     if not tasks:
         raise ConfigError(f"{run_dir}/config.yaml lists no data.tasks: not a complete seq2seq run")
     figures = evaluate_pairs(model, tok, tasks, split, beams, e.get("max_new_tokens") or data.get("max_target_len", 64),
