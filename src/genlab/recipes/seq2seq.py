@@ -366,7 +366,9 @@ def _prepare(r: Seq2SeqRecipe, s: runner.Session) -> runner.Setup:
     n_params = _describe_model(model)
 
     def finish(trainer: Trainer) -> dict:
-        figures = evaluate_seq2seq(s.run_dir, "best")  # the best checkpoint, each task's test split, beam search
+        # the best checkpoint, each task's test split, beam search (this recipe's eval settings: a resumed
+        # run's overrides apply)
+        figures = evaluate_seq2seq(s.run_dir, "best", "test", e.test_pairs, e.beams, e.batch_size, new_tokens)
         figures = {k: v for k, v in figures.items() if k.startswith("test_")}
         s.log("test (best checkpoint, beam " + str(e.beams) + "): " +
               "  ".join(f"{k} {v:.2f}" for k, v in figures.items()))  # fmt: skip

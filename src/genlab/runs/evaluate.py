@@ -172,9 +172,10 @@ def seq2seq_split(recipe: dict, task: dict, split: str) -> list[Pair]:
 
 
 def evaluate_seq2seq(run_dir: str | Path, which: str = "best", split: str = "test", limit: int = 0,
-                     beams: int | None = None, batch_size: int | None = None) -> dict:  # fmt: skip
+                     beams: int | None = None, batch_size: int | None = None,
+                     max_new_tokens: int | None = None) -> dict:  # fmt: skip
     """BLEU/chrF or ROUGE of a seq2seq run on each task's ``split`` (test or validation), decoded
-    with the run's ``eval`` settings (``beams`` and ``batch_size`` override them); ``limit``: the
+    with the run's ``eval`` settings (``beams``, ``batch_size``, ``max_new_tokens`` override them); ``limit``: the
     first N pairs of each task (0: the run's eval.test_pairs, or all)."""
     run_dir = Path(run_dir)
     recipe = read_run_config(run_dir)
@@ -193,7 +194,8 @@ def evaluate_seq2seq(run_dir: str | Path, which: str = "best", split: str = "tes
               seq2seq_split(recipe, t, split)[:n]) for t in data.get("tasks") or []]  # fmt: skip
     if not tasks:
         raise ConfigError(f"{run_dir}/config.yaml lists no data.tasks: not a complete seq2seq run")
-    figures = evaluate_pairs(model, tok, tasks, split, beams, e.get("max_new_tokens") or data.get("max_target_len", 64),
+    new_tokens = max_new_tokens or e.get("max_new_tokens") or data.get("max_target_len", 64)
+    figures = evaluate_pairs(model, tok, tasks, split, beams, new_tokens,
                              batch_size or e.get("batch_size", 32), e.get("length_penalty", 1.0),
                              data.get("max_source_len", 0))  # fmt: skip
     return {"task": "seq2seq", "split": split, "beams": beams, **figures}
