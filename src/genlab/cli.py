@@ -64,7 +64,13 @@ def train(
 def sample(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'genlab train' or 'genlab convert'.")],
     prompt: Annotated[str | None, typer.Option(help="Text to continue (default: the recipe's prompt).")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 300,
+    input_text: Annotated[
+        list[str] | None,
+        typer.Option("--input", help="seq2seq runs: a text to translate or summarise (repeatable; a batch)."),
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Tokens to generate per sample (default 300; seq2seq: the run's target length).")
+    ] = None,
     temperature: Annotated[float, typer.Option(help="Softmax temperature; 0 is greedy.")] = 0.8,
     top_k: Annotated[int, typer.Option(help="Keep only the k most likely tokens (0: off).")] = 0,
     top_p: Annotated[float, typer.Option(help="Nucleus: smallest set with this much mass (1: off).")] = 1.0,
@@ -79,7 +85,11 @@ def sample(
     stream: Annotated[bool, typer.Option(help="Print text as it is generated.")] = False,
     show_logprobs: Annotated[int, typer.Option(help="Print each token's log-probability and N alternatives.")] = -1,
     context: Annotated[
-        str, typer.Option(help="Prompt + new tokens longer than the context: window (drop the oldest) | error.")
+        str,
+        typer.Option(
+            help="Prompt + new tokens longer than the context: window (drop the oldest) | error; seq2seq inputs "
+            "longer than the encoder's context: error (the default) | truncate (keep the first tokens)."
+        ),
     ] = "window",
     cache: Annotated[bool, typer.Option(help="Use the KV cache (--no-cache recomputes everything).")] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1337,
@@ -112,9 +122,21 @@ def sample(
         path = save_view(run_dir, grid, show, n=n, seed=seed, which=checkpoint)
         typer.echo(f"wrote {path}")
         return
+    if task in SEQ2SEQ_RUNS:
+        if prompt is not None:
+            raise GenlabError(f"{run_dir} is a {task} run (an encoder-decoder): give the text to encode with --input, "
+                              "not --prompt")  # fmt: skip
+        if stream or show_logprobs >= 0 or stop:
+            raise GenlabError("seq2seq runs: --stream, --show-logprobs and --stop are for GPT runs")
+        _sample_seq2seq(run_dir, input_text, checkpoint, max_new_tokens, temperature, top_k, top_p, num_samples, beams,
+                        length_penalty, "error" if context == "window" else context, seed)  # fmt: skip
+        return
+    if input_text:
+        raise GenlabError(f"{run_dir} is not a seq2seq run: --input is for encoder-decoders (use --prompt)")
     if task not in (None, "lm"):
         raise GenlabError(f"{run_dir} is a {task} run: genlab sample generates text from lm runs (or --grid images)")
     model, tok, config = load_run(run_dir, checkpoint)
+    max_new_tokens = 300 if max_new_tokens is None else max_new_tokens
     text = from_dict(LMRecipe, config).sample.prompt if prompt is None else prompt
     cfg = GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -162,6 +184,56 @@ def sample(
                 if g.top_logprobs:
                     alts = "  " + "  ".join(f"{tok.decode([t])!r} {v:.3f}" for t, v in g.top_logprobs[j])
                 typer.echo(f"{tok.decode([token])!r:>12} {lp:8.3f}{alts}")
+
+
+SEQ2SEQ_RUNS = ("seq2seq", "seq2seq-pretrain")
+
+
+def _check_prefix(text: str, prefixes: list[str]) -> str:
+    """One task with a prefix: prepend it when missing. Several: warn (stderr) when the input starts
+    with none of them, naming the ones the model was trained on."""
+    named = [p for p in prefixes if p]
+    if not named or any(text.startswith(p) for p in named):
+        return text
+    if len(prefixes) == 1:
+        return named[0] + text
+    known = ", ".join(repr(p) for p in named)
+    typer.secho(f"warning: the input starts with no task prefix this model was trained on ({known})", err=True,
+                fg=typer.colors.YELLOW)  # fmt: skip
+    return text
+
+
+def _sample_seq2seq(run_dir: Path, texts, checkpoint: str, max_new_tokens: int | None, temperature: float, top_k: int,
+                    top_p: float, num_samples: int, beams: int, length_penalty: float, context: str,
+                    seed: int) -> None:  # fmt: skip
+    """Decode each --input with a seq2seq run: greedy (temperature 0), sampling or beam search."""
+    from genlab.generation.decode import GenerationConfig, generate
+    from genlab.recipes.seq2seq import task_prefixes
+    from genlab.runs import load_run
+
+    if not texts:
+        raise GenlabError(f'{run_dir} is a seq2seq run: give the text to encode with --input "..."')
+    for i, t in enumerate(texts):
+        if not t.strip():
+            raise GenlabError(f"--input {i + 1} is empty: give a text to translate or summarise")
+    model, tok, config = load_run(run_dir, checkpoint)
+    if max_new_tokens is None:
+        e, d = config.get("eval") or {}, config.get("data") or {}
+        max_new_tokens = min(e.get("max_new_tokens") or d.get("max_target_len") or 64, model.config.block_size - 1)
+    if config.get("task") == "seq2seq":
+        texts = [_check_prefix(t, task_prefixes(config)) for t in texts]
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                           num_beams=beams, length_penalty=length_penalty, num_return_sequences=num_samples,
+                           eos_id=tok.eos_id, seed=seed, context=context)  # fmt: skip
+    cfg.check()
+    for text, gens in zip(texts, generate(model, tok.encode_batch(texts), cfg)):
+        if len(texts) > 1:
+            typer.echo(f"=== {text}")
+        for j, g in enumerate(gens):
+            if num_samples > 1:
+                score = f" (score {g.score:.3f})" if g.score is not None else ""
+                typer.echo(f"--- sample {j + 1}{score} ---")
+            typer.echo(tok.decode(g.tokens, skip_special_tokens=True).strip())
 
 
 @app.command()
@@ -317,7 +389,12 @@ def eval_cmd(
     task: Annotated[
         str | None, typer.Option(help="Encoders: classify | code-search (default: the run's own task).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Encoders: texts per forward pass.")] = 64,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Encoders: texts per forward pass (64); seq2seq: sources decoded together.")
+    ] = None,
+    beams: Annotated[
+        int | None, typer.Option(help="seq2seq runs: beam width of the test decoding (default: the run's, 4).")
+    ] = None,
     max_length: Annotated[int | None, typer.Option(help="Code search: tokens per text (default 128).")] = None,
     background: Annotated[
         Path | None,
@@ -332,13 +409,21 @@ def eval_cmd(
     also with the aggregate posterior of the training images as the prior (with --background, also
     by the likelihood ratio to that background model).
     An encoder: fortune-topic accuracy of a classifier run, or with --task code-search (any bert run,
-    or minilm) MRR and recall@k of finding each standard-library test function from its docstring."""
+    or minilm) MRR and recall@k of finding each standard-library test function from its docstring.
+    A seq2seq run: sacreBLEU and chrF (translation) or ROUGE-1/2/L (summaries) of each of its tasks'
+    test split, decoded with beam search (--beams, default the run's eval.beams)."""
     import json
 
-    from genlab.runs.evaluate import evaluate_encoder, is_encoder_run
+    from genlab.runs import is_run_dir, read_run_config
+    from genlab.runs.evaluate import evaluate_encoder, evaluate_seq2seq, is_encoder_run
 
+    if is_run_dir(run_dir) and read_run_config(run_dir).get("task") in SEQ2SEQ_RUNS:
+        if task is not None:
+            raise GenlabError("--task is for encoder runs; a seq2seq run is scored on its own tasks")
+        typer.echo(json.dumps(evaluate_seq2seq(run_dir, checkpoint, "test", limit, beams, batch_size)))
+        return
     if task is not None or is_encoder_run(run_dir):
-        typer.echo(json.dumps(evaluate_encoder(run_dir, task, checkpoint, limit, batch_size, max_length)))
+        typer.echo(json.dumps(evaluate_encoder(run_dir, task, checkpoint, limit, batch_size or 64, max_length)))
         return
     from genlab.recipes.generative import evaluate_vae
 
@@ -440,6 +525,16 @@ convert_app = typer.Typer(
 app.add_typer(convert_app, name="convert")
 
 
+def _not_seq2seq(run_dir: Path, what: str) -> None:
+    """A one-line error when ``run_dir`` is a seq2seq run given to a GPT-only command."""
+    from genlab.runs import is_run_dir, read_run_config
+
+    if is_run_dir(run_dir):
+        family = (read_run_config(run_dir).get("model") or {}).get("family")
+        if family == "seq2seq":
+            raise GenlabError(f"{run_dir} is a seq2seq (encoder-decoder) run: {what}")
+
+
 def _converted(result, kind: str) -> None:
     c = result.config
     typer.echo(
@@ -485,6 +580,9 @@ def convert_genlab_to_hf(
     as GPT-2, bert runs as BERT, RoBERTa, ALBERT, ELECTRA or DistilBERT."""
     from genlab.models.gpt import GPTConfig
     from genlab.recipes.convert import genlab_to_hf
+
+    _not_seq2seq(run_dir, "genlab convert genlab-to-hf exports GPT and bert runs; for an encoder-decoder use "
+                 "genlab.models.convert.seq2seq.write_hf_seq2seq")  # fmt: skip
 
     result = genlab_to_hf(run_dir, out, overwrite=overwrite, which=checkpoint)
     gpt = isinstance(result.config, GPTConfig)

@@ -4,11 +4,12 @@
 overrides, and hands the result to the entry point named by its ``task`` key (:data:`TASKS`).
 
 One module per task (``lm``, ``classify``, ``generative`` (vae, gan), ``encoder_pretrain``,
-``encoder_classify``, ``encoder_distill``, ``encoder_retrieval``, ``chat``: the alignment stages
-``chat-sft`` / ``-reward`` / ``-dpo`` / ``-grpo`` / ``-ppo``) plus the commands ``embed`` and
-``convert``; what they share is :mod:`genlab.recipes.runner` (set-up, resume, results.json,
-teardown) and :mod:`genlab.recipes.grid`. A task module never imports another: what two tasks
-need lives in a lower tier (a run directory back into a model: :func:`genlab.runs.load_run`).
+``encoder_classify``, ``encoder_distill``, ``encoder_retrieval``, ``seq2seq`` (with
+``seq2seq-pretrain``), ``chat``: the alignment stages ``chat-sft`` / ``-reward`` / ``-dpo`` /
+``-grpo`` / ``-ppo``) plus the commands ``embed`` and ``convert``; what they share is
+:mod:`genlab.recipes.runner` (set-up, resume, results.json, teardown) and
+:mod:`genlab.recipes.grid`. A task module never imports another: what two tasks need lives in a
+lower tier (a run directory back into a model: :func:`genlab.runs.load_run`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ TASKS = {
     "encoder-classify": ("encoder_classify", "train_classifier"),
     "encoder-distill": ("encoder_distill", "distill"),
     "encoder-retrieval": ("encoder_retrieval", "train_retrieval"),
+    "seq2seq": ("seq2seq", "train"),
+    "seq2seq-pretrain": ("seq2seq", "pretrain"),
     **{stage: ("chat", "train") for stage in ("chat-sft", "chat-reward", "chat-dpo", "chat-grpo", "chat-ppo")},
 }
 
