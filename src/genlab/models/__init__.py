@@ -11,7 +11,7 @@ from typing import Any
 import torch.nn as nn
 
 from genlab.core.errors import ConfigError
-from genlab.models import bert, cnn, gan, gpt, vae
+from genlab.models import bert, cnn, forecast, gan, gpt, vae, vit
 
 FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
     "gpt": (gpt.GPTConfig, gpt.GPT),
@@ -19,6 +19,8 @@ FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
     "cnn": (cnn.CNNConfig, cnn.CNN),
     "gan": (gan.GANConfig, gan.GAN),
     "vae": (vae.VAEConfig, vae.VAE),
+    "vit": (vit.ViTConfig, vit.ViT),
+    "forecast": (forecast.ForecastConfig, forecast.Forecaster),
 }
 
 
