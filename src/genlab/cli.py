@@ -295,8 +295,12 @@ def eval_cmd(
     or minilm) MRR and recall@k of finding each standard-library test function from its docstring."""
     import json
 
-    from genlab.runs.evaluate import evaluate_encoder, is_encoder_run
+    from genlab.runs import is_run_dir, read_run_config
+    from genlab.runs.evaluate import RUN_TASKS, evaluate_encoder, evaluate_run, is_encoder_run
 
+    if task is None and is_run_dir(run_dir) and read_run_config(run_dir).get("task") in RUN_TASKS:
+        typer.echo(json.dumps(evaluate_run(run_dir, checkpoint, baselines=True)))  # image classifier or forecaster
+        return
     if task is not None or is_encoder_run(run_dir):
         typer.echo(json.dumps(evaluate_encoder(run_dir, task, checkpoint, limit, batch_size, max_length)))
         return

@@ -25,7 +25,8 @@ Outputs (``output``), each with its loss in :func:`forecast_loss`:
 - ``point``: the mean, trained with the squared error;
 - ``gaussian``: mean mu and log-scale; loss the Gaussian negative log-likelihood
   -log N(y; mu, sigma^2) = log sigma + (y - mu)^2 / (2 sigma^2) + const;
-- ``quantile``: Q quantile levels tau, trained with the pinball loss
+- ``quantile``: Q increasing quantile levels tau (the first output plus cumulative softplus steps, so
+  they never cross), trained with the pinball loss
   rho_tau(y - q) = max(tau (y - q), (tau - 1)(y - q)) (Koenker & Bassett 1978).
 """
 
@@ -76,8 +77,9 @@ class ForecastConfig:
             raise ConfigError(f"window={self.window} must be at least 1 (past steps to read)")
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        if self.output == "quantile" and (not self.quantiles or not all(0 < q < 1 for q in self.quantiles)):
-            raise ConfigError(f"quantiles must be levels strictly between 0 and 1, got {self.quantiles}")
+        q = self.quantiles
+        if self.output == "quantile" and (not q or not all(a < b for a, b in zip([0.0, *q], [*q, 1.0]))):
+            raise ConfigError(f"quantiles must be increasing levels strictly between 0 and 1, got {q}")
 
     @property
     def n_out(self) -> int:
@@ -148,8 +150,10 @@ class Forecaster(nn.Module):
             h = self.rnn(h)[0]
         else:
             h = self._transformer(h)
-        out = self.head(self.drop(h[:, -1]))  # (B, F * O)
-        return out.view(x.size(0), cfg.horizon, cfg.n_out)  # (B, F, O)
+        out = self.head(self.drop(h[:, -1])).view(x.size(0), cfg.horizon, cfg.n_out)  # (B, F, O)
+        if cfg.output == "quantile":  # q_1 + cumulative softplus steps: the quantiles never cross
+            out = torch.cat([out[..., :1], out[..., :1] + F.softplus(out[..., 1:]).cumsum(-1)], dim=-1)
+        return out
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -162,10 +166,8 @@ class Forecaster(nn.Module):
         if cfg.output == "gaussian":
             mu, sigma = out[..., 0], out[..., 1].exp()
             return {"mean": mu, "lower": mu - Z90 * sigma, "upper": mu + Z90 * sigma}
-        order = sorted(range(len(cfg.quantiles)), key=cfg.quantiles.__getitem__)
-        q = out[..., order]  # (B, F, Q), levels ascending
-        mid = min(range(len(order)), key=lambda i: abs(cfg.quantiles[order[i]] - 0.5))
-        return {"mean": q[..., mid], "lower": q[..., 0], "upper": q[..., -1]}
+        mid = min(range(len(cfg.quantiles)), key=lambda i: abs(cfg.quantiles[i] - 0.5))  # the median's level
+        return {"mean": out[..., mid], "lower": out[..., 0], "upper": out[..., -1]}
 
 
 def forecast_loss(cfg: ForecastConfig, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
