@@ -31,9 +31,10 @@ def test_every_arch_and_output_forecasts_the_horizon_and_trains(arch, output):
     assert hasattr(model, "blocks") == (arch != "rnn")
 
 
-def test_the_forecast_never_sees_values_after_the_cut_off():
+@pytest.mark.parametrize("relative", [False, True])
+def test_the_forecast_never_sees_values_after_the_cut_off(relative):
     torch.manual_seed(0)
-    model = Forecaster(SMALL).eval()
+    model = Forecaster(dataclasses.replace(SMALL, relative=relative)).eval()
     rng = np.random.default_rng(0)
     series = rng.normal(size=200).cumsum()
     split = split_series(series, 12, 4)
@@ -45,6 +46,16 @@ def test_the_forecast_never_sees_values_after_the_cut_off():
     x2, _ = windows(split_series(changed, 12, 4).scaled, test[:1], 12, 4)
     torch.testing.assert_close(model(x2), model(x[:1]), rtol=0, atol=0)
     assert split_series(changed, 12, 4).mean == split.mean  # the scaling is the training span's
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_relative_forecasts_move_with_the_last_value(output):
+    torch.manual_seed(0)
+    model = Forecaster(dataclasses.replace(SMALL, relative=True, output=output)).eval()
+    x = torch.randn(3, 12)
+    a, b = model.predict(x), model.predict(x + 5.0)
+    torch.testing.assert_close(b["mean"], a["mean"] + 5.0, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(b["upper"] - b["lower"], a["upper"] - a["lower"], rtol=1e-5, atol=1e-4)
 
 
 def test_quantile_loss_is_the_pinball_loss():

@@ -14,6 +14,8 @@ the window is all it is given.
     arch "transformer":                h = Transformer(e + P)        a Transformer alone
     out   = W_out h_t                                        the last state -> (F, O)
 
+With ``relative`` the model reads x_s - x_t and its forecasts are offsets from x_t (the window's
+last value), so a trend that leaves the training span's range (CO2) can still be followed.
 P are learned positions over the window; the Transformer layers are pre-norm, bidirectional
 inside the window (Vaswani et al. 2017, arXiv:1706.03762), built from ``layers/``. The RNN is an
 LSTM (Hochreiter & Schmidhuber 1997) or a GRU (Cho et al. 2014, arXiv:1406.1078). Pairing a
@@ -65,6 +67,7 @@ class ForecastConfig:
     attention: str = "sdpa"
     output: str = "gaussian"
     quantiles: list[float] = field(default_factory=lambda: [0.05, 0.5, 0.95])
+    relative: bool = False  # read x - x_t and forecast relative to x_t (the window's last value): trends extrapolate
 
     def __post_init__(self):
         checks = {"arch": ARCHS, "rnn": sorted(RNNS), "output": OUTPUTS, "attention": sorted(ATTENTION)}
@@ -141,7 +144,8 @@ class Forecaster(nn.Module):
         cfg = self.config
         if x.dim() != 2 or x.size(1) != cfg.window:
             raise ConfigError(f"expected windows of shape (B, {cfg.window}), got {tuple(x.shape)}")
-        h = self.inp(x[..., None])  # (B, L, C)
+        last = x[:, -1:, None] if cfg.relative else x.new_zeros(1, 1, 1)  # (B, 1, 1)
+        h = self.inp((x[..., None] - last))  # (B, L, C)
         if cfg.arch == "rnn-transformer":
             h = self._transformer(self.rnn(h)[0])
         elif cfg.arch == "transformer-rnn":
@@ -153,7 +157,9 @@ class Forecaster(nn.Module):
         out = self.head(self.drop(h[:, -1])).view(x.size(0), cfg.horizon, cfg.n_out)  # (B, F, O)
         if cfg.output == "quantile":  # q_1 + cumulative softplus steps: the quantiles never cross
             out = torch.cat([out[..., :1], out[..., :1] + F.softplus(out[..., 1:]).cumsum(-1)], dim=-1)
-        return out
+        if cfg.output == "gaussian":  # the location moves with x_t, the log-scale does not
+            return torch.cat([out[..., :1] + last, out[..., 1:]], dim=-1)
+        return out + last
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
