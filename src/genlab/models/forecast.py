@@ -145,7 +145,7 @@ class Forecaster(nn.Module):
         if x.dim() != 2 or x.size(1) != cfg.window:
             raise ConfigError(f"expected windows of shape (B, {cfg.window}), got {tuple(x.shape)}")
         last = x[:, -1:, None] if cfg.relative else x.new_zeros(1, 1, 1)  # (B, 1, 1)
-        h = self.inp((x[..., None] - last))  # (B, L, C)
+        h = self.inp(x[..., None] - last)  # (B, L, C)
         if cfg.arch == "rnn-transformer":
             h = self._transformer(self.rnn(h)[0])
         elif cfg.arch == "transformer-rnn":
