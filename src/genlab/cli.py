@@ -415,12 +415,16 @@ def eval_cmd(
     import json
 
     from genlab.runs import is_run_dir, read_run_config
-    from genlab.runs.evaluate import evaluate_encoder, evaluate_seq2seq, is_encoder_run
+    from genlab.runs.evaluate import RUN_TASKS, evaluate_encoder, evaluate_run, evaluate_seq2seq, is_encoder_run
 
-    if is_run_dir(run_dir) and read_run_config(run_dir).get("task") in SEQ2SEQ_RUNS:
+    recipe_task = read_run_config(run_dir).get("task") if is_run_dir(run_dir) else None
+    if recipe_task in SEQ2SEQ_RUNS:
         if task is not None:
             raise GenlabError("--task is for encoder runs; a seq2seq run is scored on its own tasks")
         typer.echo(json.dumps(evaluate_seq2seq(run_dir, checkpoint, "test", limit, beams, batch_size)))
+        return
+    if task is None and recipe_task in RUN_TASKS:
+        typer.echo(json.dumps(evaluate_run(run_dir, checkpoint, baselines=True)))  # image classifier or forecaster
         return
     if task is not None or is_encoder_run(run_dir):
         typer.echo(json.dumps(evaluate_encoder(run_dir, task, checkpoint, limit, batch_size or 64, max_length)))

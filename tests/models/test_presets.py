@@ -207,7 +207,42 @@ SEQ2SEQ = Adapter(
 )
 
 
-ADAPTERS: dict[str, Adapter] = {"gpt": GPT, "bert": BERT, "cnn": CNN, "vae": VAE, "gan": GAN, "seq2seq": SEQ2SEQ}
+# --- vit (and the CNN + Transformer hybrid) -------------------------------------------
+
+
+def vit_loss(model, cfg, inputs):
+    out = model(*inputs, attentions=True)
+    assert out.logits.shape == (3, cfg.n_classes)
+    assert len(out.attentions) == cfg.n_layer and out.attentions[0].shape == (3, cfg.n_head, cfg.n_tokens, cfg.n_tokens)
+    return out.logits.logsumexp(-1).mean()
+
+
+VIT = Adapter(
+    inputs=lambda cfg: (torch.rand(3, cfg.in_channels, cfg.image_size, cfg.image_size),),
+    loss=vit_loss,
+    outputs=lambda model, inputs: [model(*inputs)],
+    shrink=lambda cfg: dataclasses.replace(cfg, n_layer=1, n_embd=cfg.n_head * 8, image_size=2 * cfg.patch_size),
+)
+
+
+# --- forecast -------------------------------------------------------------------------
+
+
+def forecast_loss(model, cfg, inputs):
+    out = model(*inputs)
+    assert out.shape == (3, cfg.horizon, cfg.n_out)
+    return out.square().mean()
+
+
+FORECAST = Adapter(
+    inputs=lambda cfg: (torch.randn(3, cfg.window),),
+    loss=forecast_loss,
+    outputs=lambda model, inputs: [model(*inputs)],
+)
+
+
+ADAPTERS: dict[str, Adapter] = {"gpt": GPT, "bert": BERT, "cnn": CNN, "vae": VAE, "gan": GAN, "seq2seq": SEQ2SEQ,
+                                "vit": VIT, "forecast": FORECAST}  # fmt: skip
 
 
 # --- the tests --------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from typing import Literal
 
 from genlab.core.errors import DataError
 from genlab.core.paths import data_dir
+from genlab.data.series import SERIES, STATSMODELS_DATASETS
 
 # ------------------------------------------------------------------------------------------
 # System locations (step 2). Module constants so that tests can monkeypatch them.
@@ -129,7 +130,7 @@ class Source:
     """
 
     name: str
-    kind: Literal["text", "images", "pairs", "dictionary", "conversations", "questions", "preferences"]
+    kind: Literal["text", "images", "pairs", "dictionary", "conversations", "questions", "preferences", "series"]
     description: str
     install_hint: str
     local: Callable[[], Path | None] = field(default=_nothing, repr=False, compare=False)
@@ -429,6 +430,14 @@ SKLEARN_DATA_DIR = _sklearn_data_dir()
 def _digits_system() -> Path | None:
     folder = SKLEARN_DATA_DIR
     return folder if folder is not None and (folder / "digits.csv.gz").is_file() else None
+
+
+def _series_system(name: str) -> Callable[[], Path | None]:
+    def find() -> Path | None:
+        path = None if STATSMODELS_DATASETS is None else STATSMODELS_DATASETS / SERIES[name].file
+        return path if path is not None and path.is_file() else None
+
+    return find
 
 
 # ------------------------------------------------------------------------------------------
@@ -1000,6 +1009,16 @@ SOURCES: dict[str, Source] = {
             description="1,797 8x8 handwritten digits bundled with scikit-learn (tiny tests)",
             install_hint="install with: pip install scikit-learn",
             system=_digits_system,
+        ),
+        *(
+            Source(
+                name=name,
+                kind="series",
+                description=info.description,
+                install_hint="install with: pip install statsmodels (genlab.data.series reads its bundled series)",
+                system=_series_system(name),
+            )
+            for name, info in SERIES.items()
         ),
         Source(
             name="help-en-fr",

@@ -11,7 +11,7 @@ from typing import Any
 import torch.nn as nn
 
 from genlab.core.errors import ConfigError
-from genlab.models import bert, cnn, gan, gpt, seq2seq, vae
+from genlab.models import bert, cnn, forecast, gan, gpt, seq2seq, vae, vit
 
 FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
     "gpt": (gpt.GPTConfig, gpt.GPT),
@@ -20,6 +20,8 @@ FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
     "gan": (gan.GANConfig, gan.GAN),
     "vae": (vae.VAEConfig, vae.VAE),
     "seq2seq": (seq2seq.Seq2SeqConfig, seq2seq.Seq2Seq),
+    "vit": (vit.ViTConfig, vit.ViT),
+    "forecast": (forecast.ForecastConfig, forecast.Forecaster),
 }
 
 

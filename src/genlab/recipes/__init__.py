@@ -45,6 +45,7 @@ def load_recipe(name: str) -> dict:
 TASKS = {
     "lm": ("lm", "train"),
     "classify": ("classify", "train"),
+    "forecast": ("forecast", "train"),
     "vae": ("generative", "train_vae"),
     "gan": ("generative", "train_gan"),
     "encoder-pretrain": ("encoder_pretrain", "pretrain"),

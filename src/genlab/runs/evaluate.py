@@ -199,3 +199,54 @@ def evaluate_seq2seq(run_dir: str | Path, which: str = "best", split: str = "tes
                              batch_size or e.get("batch_size", 32), e.get("length_penalty", 1.0),
                              data.get("max_source_len", 0))  # fmt: skip
     return {"task": "seq2seq", "split": split, "beams": beams, **figures}
+
+
+# --- image classifiers (CNN, ViT, hybrid) and forecasters -------------------------------
+
+RUN_TASKS = ("classify", "forecast")
+
+
+def _forecast_predict(model):
+    import numpy as np
+    import torch
+
+    def predict(x):
+        with torch.no_grad():
+            return {k: v.numpy() for k, v in model.predict(torch.from_numpy(np.asarray(x, np.float32))).items()}
+
+    return predict
+
+
+def evaluate_run(run_dir: Path, which: str = "best", baselines: bool = False) -> dict:
+    """``genlab eval RUN`` for the ``classify`` task (test accuracy and loss of a CNN, ViT or hybrid
+    run) and the ``forecast`` task (MASE, sMAPE and interval coverage on the test span; with
+    ``baselines``, seasonal-naive, ETS and SARIMA fitted on the same training span)."""
+    import torch
+
+    from genlab.data.images import load_images, to_float
+    from genlab.data.series import SERIES, load_series, origins, split_series
+    from genlab.eval import forecast as fc
+    from genlab.objectives.classification import evaluate_classifier as score_images
+    from genlab.runs import load_run
+
+    recipe = read_run_config(run_dir)
+    task = recipe.get("task", "lm")
+    if task not in RUN_TASKS:
+        raise ConfigError(f"{run_dir} is a '{task}' run; this evaluation covers {list(RUN_TASKS)}")
+    model = load_run(run_dir, which).model
+    d = recipe.get("data") or {}
+    if task == "classify":
+        x, y = load_images(d.get("source", "fashion-mnist"), "test")
+        s = score_images(model, to_float(torch.from_numpy(x)), torch.from_numpy(y.astype("int64")))
+        return {"task": "classify", "split": "test", "accuracy": s["accuracy"], "loss": s["loss"], "n": len(x)}
+    cfg = model.config
+    name = d.get("series", "sunspots")
+    values, _ = load_series(name)
+    split = split_series(values, cfg.window, cfg.horizon, d.get("val_fraction", 0.1), d.get("test_fraction", 0.2), name)
+    m = d.get("period") or SERIES[name].period
+    test = origins(split, "test", cfg.window, cfg.horizon)
+    out = {"task": "forecast", "series": name, "period": m, "test_origins": len(test), "horizon": cfg.horizon,
+           "model": fc.model_scores(_forecast_predict(model), split, test, cfg.window, cfg.horizon, m)}  # fmt: skip
+    if baselines:
+        out["baselines"] = fc.baselines(split, test, cfg.horizon, m)
+    return out

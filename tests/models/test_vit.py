@@ -1,0 +1,152 @@
+"""ViT and the CNN + Transformer hybrid: shapes, positions, attention maps, Hugging Face parity."""
+
+import dataclasses
+import os
+
+import pytest
+import torch
+
+from genlab.core.errors import ConfigError
+from genlab.core.registry import preset
+from genlab.models.convert import vit as convert
+from genlab.models.vit import PatchEmbedding, ViT, ViTConfig, attention_weights, interpolate_positions, sincos_2d
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+TINY = ViTConfig(image_size=8, patch_size=4, in_channels=1, n_classes=3, n_layer=2, n_head=2, n_embd=16)
+
+
+def test_patch_embedding_is_a_linear_map_of_each_flattened_patch():
+    torch.manual_seed(0)
+    pe = PatchEmbedding(3, 4, 10)
+    x = torch.randn(2, 3, 12, 12)
+    out = pe(x)
+    assert out.shape == (2, 9, 10)  # a 3 x 3 grid of 4 x 4 patches
+    patch = x[:, :, 4:8, 8:12].reshape(2, -1)  # row 1, column 2 -> token 1 * 3 + 2
+    ref = patch @ pe.proj.weight.reshape(10, -1).T + pe.proj.bias
+    torch.testing.assert_close(out[:, 5], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_image_size_not_divisible_by_patch_is_a_one_line_error():
+    with pytest.raises(ConfigError, match="image size 30 is not divisible by patch_size=4") as e:
+        ViTConfig(image_size=30, patch_size=4)
+    assert "\n" not in str(e.value)
+    model = ViT(TINY)
+    with pytest.raises(ConfigError, match="image size 10 is not divisible by patch_size=4"):
+        model(torch.rand(1, 1, 10, 10))
+    with pytest.raises(ConfigError, match="feature map"):
+        ViTConfig(image_size=28, patch_size=2, stem="vgg", stem_widths=[8, 8])  # 7 x 7 map
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+@pytest.mark.parametrize("pos", ["learned", "sinusoidal"])
+def test_another_image_size_runs_with_interpolated_or_computed_positions(pool, pos):
+    model = ViT(dataclasses.replace(TINY, pool=pool, pos=pos)).eval()
+    out = model(torch.rand(2, 1, 16, 16), attentions=True)
+    assert out.logits.shape == (2, 3) and out.grid == 4
+    assert out.attentions[0].shape == (2, 2, 16 + (pool == "cls"), 16 + (pool == "cls"))
+
+
+def test_position_interpolation_keeps_the_class_row_and_the_table_at_its_own_size():
+    table = torch.randn(1, 1 + 4, 6)
+    assert interpolate_positions(table, 2, 1) is table
+    up = interpolate_positions(table, 4, 1)
+    assert up.shape == (1, 17, 6)
+    torch.testing.assert_close(up[:, 0], table[:, 0])
+    const = torch.ones(1, 1 + 9, 6)  # a constant grid stays constant
+    torch.testing.assert_close(interpolate_positions(const, 5, 1), torch.ones(1, 26, 6))
+    sc = sincos_2d(3, 8)
+    assert sc.shape == (9, 8)
+    torch.testing.assert_close(sc[1, :4], sc[2, :4])  # (0, 1) and (0, 2): same row, same first half
+    torch.testing.assert_close(sc[1, 4:], sc[4, 4:])  # (0, 1) and (1, 1): same column, same second half
+    assert not torch.allclose(sc[1, 4:], sc[2, 4:])
+
+
+def test_attention_maps_are_the_eager_weights_and_forward_matches_the_eager_backend():
+    torch.manual_seed(0)
+    model = ViT(TINY).eval()
+    eager = ViT(dataclasses.replace(TINY, attention="eager")).eval()
+    eager.load_state_dict(model.state_dict())
+    x = torch.rand(3, 1, 8, 8)
+    out = model(x, attentions=True, hidden_states=True)
+    torch.testing.assert_close(eager(x), out.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model(x), out.logits)
+    for a in out.attentions:
+        assert a.shape == (3, 2, 5, 5)
+        torch.testing.assert_close(a.sum(-1), torch.ones(3, 2, 5))
+    # the first block's output recomputed from its attention weights
+    block = model.blocks[0]
+    h, _ = model.embed(x)
+    w = attention_weights(block.attn, block.ln1(h))  # (B, H, T, T)
+    v = block.attn.qkv(block.ln1(h))[..., 32:].view(3, 5, 2, 8).transpose(1, 2)  # (B, H, T, D)
+    y = block.attn.proj((w @ v).transpose(1, 2).reshape(3, 5, 16))
+    h1 = h + y
+    torch.testing.assert_close(h1 + block.mlp(block.ln2(h1)), out.hidden_states[0], rtol=1e-5, atol=1e-5)
+
+
+def test_hybrid_tokens_are_the_stem_feature_map():
+    cfg = preset("hybrid-fashion")
+    model = ViT(cfg).eval()
+    assert cfg.grid == 7 and cfg.n_tokens == 49 and cfg.arch == "hybrid-vgg"
+    x = torch.rand(2, 1, 28, 28)
+    fmap = model.stem(x)
+    assert fmap.shape == (2, 32, 7, 7)
+    out = model(x, attentions=True)
+    assert out.attentions[0].shape == (2, cfg.n_head, 49, 49)
+    resnet = ViT(dataclasses.replace(cfg, stem="resnet", stem_widths=[8, 16], patch_size=7))
+    assert resnet(x).shape == (2, 10)
+
+
+def test_published_sizes_count_exactly_like_transformers():
+    transformers = pytest.importorskip("transformers")
+    sizes = {"vit-ti-16": (192, 3), "vit-s-16": (384, 6), "vit-b-16": (768, 12)}
+    for name, (d, h) in sizes.items():
+        with torch.device("meta"):
+            ours = sum(p.numel() for p in ViT(preset(name)).parameters())
+            hf_cfg = transformers.ViTConfig(hidden_size=d, num_attention_heads=h, intermediate_size=4 * d,
+                                            num_labels=1000)  # fmt: skip
+            theirs = sum(p.numel() for p in transformers.ViTForImageClassification(hf_cfg).parameters())
+        assert ours == theirs, name
+
+
+def hf_tiny(transformers):
+    cfg = transformers.ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=32, num_labels=3,
+                                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.ViTForImageClassification(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # not the zero/one init: every weight matters
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def test_hugging_face_vit_to_genlab_logits_match(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    hf = hf_tiny(transformers)
+    hf.save_pretrained(tmp_path / "hf")
+    ours = convert.load_hf_vit(tmp_path / "hf")
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), hf(pixel_values=x).logits, rtol=0, atol=1e-4)
+
+
+def test_genlab_vit_to_hugging_face_logits_match(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(1)
+    ours = ViT(TINY).eval()
+    convert.save_hf_vit(ours, tmp_path / "out")
+    hf = transformers.ViTForImageClassification.from_pretrained(tmp_path / "out").eval()
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(hf(pixel_values=x).logits, ours(x), rtol=0, atol=1e-4)
+    back = convert.load_hf_vit(tmp_path / "out")
+    for k, v in ours.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
+
+
+def test_configs_hugging_face_cannot_hold_are_one_line_errors():
+    with pytest.raises(ConfigError, match="pool=mean"):
+        convert.genlab_config_to_hf(preset("vit-fashion"))
+    with pytest.raises(ConfigError, match="this is a bert checkpoint"):
+        convert.hf_config_to_genlab({"model_type": "bert"})
