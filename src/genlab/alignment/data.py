@@ -12,7 +12,6 @@ Until a chat template is wired in, :func:`render_plain` renders messages as ``Us
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 from genlab.core.errors import DataError
+from genlab.data.chat import iter_jsonl
 
 PREFERENCE_KEYS = ("prompt", "chosen", "rejected")
 VERIFIABLE_KEYS = ("prompt", "answer")
@@ -30,24 +30,12 @@ Segments = list[tuple[str, bool]]  # (text, counts for the loss)
 
 def read_jsonl(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> list[dict]:
     """Every line of a JSONL file as a dict holding string ``keys``; a bad line is a DataError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist: give a JSONL file")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid JSON ({e.msg}): fix or delete that line") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            missing = [k for k in keys if not isinstance(row.get(k), str)]
-            if missing:
-                raise DataError(f"{path}:{n}: needs string field(s) {missing} (a line has {list(keys)})")
-            rows.append(row)
+    path, rows = Path(path), []
+    for n, row in iter_jsonl(path):
+        missing = [k for k in keys if not isinstance(row.get(k), str)]
+        if missing:
+            raise DataError(f"{path}:{n}: needs string field(s) {missing} (a line has {list(keys)})")
+        rows.append(row)
     if not rows:
         raise DataError(f"{path} holds no examples")
     return rows

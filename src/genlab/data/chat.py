@@ -72,7 +72,8 @@ def append_jsonl(path: str | os.PathLike, row: dict) -> Path:
     return path
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-blank line; a bad line is a DataError naming it."""
     if not path.is_file():
         raise DataError(f"no file {path}: check the path")
     with open(path, encoding="utf-8") as handle:
@@ -101,7 +102,7 @@ def _need_strings(path: Path, n: int, row: dict, keys: Sequence[str], what: str)
 def read_conversations(path: str | os.PathLike) -> list[dict]:
     """``{"messages": [{"role", "content"}, ...]}`` rows; at least one assistant message each."""
     path, out = Path(path), []
-    for n, row in _iter_jsonl(path):
+    for n, row in iter_jsonl(path):
         messages = row.get("messages")
         if not isinstance(messages, list) or not messages:
             raise DataError(f"{path}:{n}: a conversation needs a non-empty list 'messages'")
@@ -117,7 +118,7 @@ def read_conversations(path: str | os.PathLike) -> list[dict]:
 def read_preferences(path: str | os.PathLike) -> list[dict]:
     """``{"prompt", "chosen", "rejected", "source"}`` rows (chosen != rejected)."""
     path, out = Path(path), []
-    for n, row in _iter_jsonl(path):
+    for n, row in iter_jsonl(path):
         _need_strings(path, n, row, ("prompt", "chosen", "rejected", "source"), "preference")
         if row["chosen"] == row["rejected"]:
             raise DataError(f"{path}:{n}: 'chosen' and 'rejected' are the same text: a pair needs two answers")
@@ -128,7 +129,7 @@ def read_preferences(path: str | os.PathLike) -> list[dict]:
 def read_questions(path: str | os.PathLike) -> list[dict]:
     """``{"prompt", "answer", "source"}`` rows."""
     path, out = Path(path), []
-    for n, row in _iter_jsonl(path):
+    for n, row in iter_jsonl(path):
         _need_strings(path, n, row, ("prompt", "answer", "source"), "checkable question")
         out.append(row)
     return out

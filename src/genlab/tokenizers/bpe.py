@@ -75,6 +75,16 @@ def _training_batches(text_or_iterator: str | Iterable[str]) -> Iterator[str]:
             yield item
 
 
+def read_hf_tokenizer(path: str | Path) -> Tokenizer:
+    """A Hugging Face ``tokenizer.json``, or a one-line TokenizerError saying it cannot be loaded."""
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:
+        raise TokenizerError(
+            f"{path} is not a loadable Hugging Face tokenizer.json ({_one_line(exc)}): re-save it"
+        ) from exc
+
+
 class HFTokenizerFile:
     """``fingerprint()`` and ``save()`` for the tokenizers that wrap a Hugging Face ``Tokenizer`` as ``self.hf``."""
 

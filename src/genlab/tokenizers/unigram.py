@@ -43,7 +43,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from genlab.core.errors import TokenizerError
-from genlab.tokenizers.bpe import HFTokenizerFile, _one_line
+from genlab.tokenizers.bpe import HFTokenizerFile, _one_line, read_hf_tokenizer
 
 PAD_TOKEN, EOS_TOKEN, UNK_TOKEN, BOS_TOKEN, MASK_TOKEN = "<pad>", "</s>", "<unk>", "<s>", "<mask>"
 #: PEGASUS's masks: a whole gap sentence (MASK1) and a masked token (MASK2).
@@ -209,13 +209,7 @@ class UnigramTokenizer(HFTokenizerFile):
     @classmethod
     def from_file(cls, path: str | Path) -> UnigramTokenizer:
         """Load a Hugging Face ``tokenizer.json`` with a Unigram model and genlab's special tokens."""
-        try:
-            tok = Tokenizer.from_file(str(path))
-        except Exception as exc:
-            raise TokenizerError(
-                f"{path} is not a loadable Hugging Face tokenizer.json ({_one_line(exc)}): re-save it"
-            ) from exc
-        return cls(tok, source=str(path))
+        return cls(read_hf_tokenizer(path), source=str(path))
 
     def __repr__(self) -> str:
         return f"UnigramTokenizer(vocab_size={self.vocab_size}, sentinels={len(self.sentinel_ids)})"

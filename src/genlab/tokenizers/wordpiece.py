@@ -29,7 +29,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from genlab.core.errors import TokenizerError
-from genlab.tokenizers.bpe import HFTokenizerFile, _one_line
+from genlab.tokenizers.bpe import HFTokenizerFile, _one_line, read_hf_tokenizer
 from genlab.tokenizers.char import TOKENIZER_FILE
 
 CLS_TOKEN, SEP_TOKEN, PAD_TOKEN, MASK_TOKEN, UNK_TOKEN = "[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]"
@@ -234,13 +234,7 @@ class WordPieceTokenizer(HFTokenizerFile):
     @classmethod
     def from_file(cls, path: str | Path) -> WordPieceTokenizer:
         """Load a Hugging Face ``tokenizer.json`` with a WordPiece model."""
-        try:
-            tok = Tokenizer.from_file(str(path))
-        except Exception as exc:
-            raise TokenizerError(
-                f"{path} is not a loadable Hugging Face tokenizer.json ({_one_line(exc)}): re-save it"
-            ) from exc
-        return cls(tok, source=str(path))
+        return cls(read_hf_tokenizer(path), source=str(path))
 
     def __repr__(self) -> str:
         return f"WordPieceTokenizer(vocab_size={self.vocab_size})"
