@@ -8,8 +8,15 @@ does not change memory or speed). Each process reports:
 
 - ``state_bytes``: the bytes of the training state it holds: its (shard of the) parameters,
   their gradients and the AdamW moments, counted from the tensors themselves (a DTensor's local shard)
-- ``peak_rss_bytes`` / ``rss_before_bytes``: the process's peak resident memory, and before the
-  model was built (the Python + torch baseline)
+- ``peak_rss_bytes`` / ``rss_before_bytes``: the process's peak resident memory over its life
+  (building the full model before sharding it included), and before the model was built (the
+  Python + torch baseline)
+- ``steady_peak_rss_bytes``: the peak resident memory of the training steps after the first: at the
+  end of step 1 freed heap memory is returned to the system (glibc ``malloc_trim``) and the peak
+  is reset (``/proc/self/clear_refs``), so it counts what a step holds: the training state, the
+  gathered blocks, activations and communication buffers
+- ``rss_between_steps_bytes``: the resident memory after the last step, freed heap returned to the
+  system: what the process holds from one step to the next (the training state, the baseline)
 - ``tokens_per_s``: tokens/s over both processes, steps after the first (warm-up) excluded
 
     python benchmarks/fsdp.py                             # gpt2 memory + gpt-nano throughput
@@ -19,6 +26,7 @@ does not change memory or speed). Each process reports:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -42,6 +50,34 @@ def _lscpu_model() -> str:
 def _tensor_bytes(t) -> int:
     local = getattr(t, "_local_tensor", t)  # a DTensor: this process's shard
     return local.numel() * local.element_size()
+
+
+def _reset_peak_rss() -> None:
+    """Give freed heap pages back to the system and restart the peak-RSS count (Linux, glibc)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _rss() -> int:
+    """VmRSS of this process, in bytes, after giving freed heap pages back to the system."""
+    import ctypes
+
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+
+
+def _peak_rss() -> int:
+    """VmHWM of this process, in bytes (the peak since the last reset)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -71,8 +107,14 @@ def worker(args: argparse.Namespace) -> None:
     train = TrainConfig(max_steps=args.steps, batch_size=B, warmup_steps=0, eval_interval=0, log_interval=1,
                         progress=False, tensorboard=False, dtype="fp32")  # fmt: skip
     times = []
+
+    def after_step(step: int) -> None:
+        if step == 1:
+            _reset_peak_rss()
+        times.append(time.perf_counter())
+
     trainer = Trainer({"model": model}, {"model": opt}, [Phase(lambda ms, b: causal_lm_loss(ms["model"], b))], rt,
-                      train, after_step=lambda step: times.append(time.perf_counter()))  # fmt: skip
+                      train, after_step=after_step)  # fmt: skip
     start = time.perf_counter()
     trainer.fit(batches())
     times = [start, *times]
@@ -87,6 +129,8 @@ def worker(args: argparse.Namespace) -> None:
         "mode": rt.used,
         "state_bytes": state,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "steady_peak_rss_bytes": _peak_rss(),
+        "rss_between_steps_bytes": _rss(),
         "rss_before_bytes": rss_before,
         "tokens_per_s": rt.world_size * B * T * n_steady / max(steady, 1e-9),
         "step_seconds": steady / n_steady,
@@ -120,6 +164,8 @@ def launch(mode: str, model: str, steps: int, batch: int, context: int, threads:
         "steps": steps,
         "state_bytes_per_process": [r["state_bytes"] for r in rows],
         "peak_rss_bytes_per_process": [r["peak_rss_bytes"] for r in rows],
+        "steady_peak_rss_bytes_per_process": [r["steady_peak_rss_bytes"] for r in rows],
+        "rss_between_steps_bytes_per_process": [r["rss_between_steps_bytes"] for r in rows],
         "rss_before_model_bytes": [r["rss_before_bytes"] for r in rows],
         "tokens_per_s": rows[0]["tokens_per_s"],
         "step_seconds": rows[0]["step_seconds"],
@@ -154,6 +200,8 @@ def main() -> None:
             speed[m].append(r["tokens_per_s"])
     ddp_state, fsdp_state = (max(memory[m]["state_bytes_per_process"]) for m in ("ddp", "fsdp"))
     ddp_rss, fsdp_rss = (max(memory[m]["peak_rss_bytes_per_process"]) for m in ("ddp", "fsdp"))
+    ddp_step, fsdp_step = (max(memory[m]["steady_peak_rss_bytes_per_process"]) for m in ("ddp", "fsdp"))
+    ddp_held, fsdp_held = (max(memory[m]["rss_between_steps_bytes_per_process"]) for m in ("ddp", "fsdp"))
     best = {m: max(v) for m, v in speed.items()}
     print(json.dumps({
         "cpu": _lscpu_model(), "processes": 2, "threads_per_process": args.threads, "backend": "gloo",
@@ -161,6 +209,8 @@ def main() -> None:
         "memory": memory,
         "state_fsdp_over_ddp": fsdp_state / ddp_state,
         "peak_rss_fsdp_over_ddp": fsdp_rss / ddp_rss,
+        "steady_peak_rss_fsdp_over_ddp": fsdp_step / ddp_step,
+        "rss_between_steps_fsdp_over_ddp": fsdp_held / ddp_held,
         "speed_model": args.speed_model, "speed_tokens_per_s": speed,
         "speed_fsdp_over_ddp": best["fsdp"] / best["ddp"],
     }, indent=1))  # fmt: skip

@@ -18,12 +18,13 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_recipe
-from test_distributed import STEPS, _free_port, _losses, _run, _train
+from test_distributed import LOSS_TOL, STEPS, WEIGHT_TOL, _bf16_gap, _free_port, _initial_weights, _losses, _run, _train
 
 from genlab.core.config import merge
 from genlab.recipes import load_recipe
 from genlab.runs import load_run
 from genlab.tokenizers import WordPieceTokenizer
+from genlab.training.engine import TrainConfig
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 
@@ -56,6 +57,7 @@ def test_fsdp_two_processes_match_one_at_the_same_global_batch(tiny_text, tmp_pa
     assert "ROMEO:" in out.stdout
 
 
+@pytest.mark.slow
 def test_fsdp_with_gradient_accumulation_matches_one_process(tiny_text, tmp_path):
     """2 processes x 2 micro-batches of 2 = one process with 8: gradients reduce-scattered once per step."""
     one = tiny_recipe(tiny_text, max_steps=6, batch_size=8, eval_interval=6)
@@ -162,3 +164,18 @@ def test_fsdp_trains_each_family_as_ddp_does(family, tiny_text, tmp_path, monkey
 
 
 PAIR = ("ddp", "fsdp")
+
+
+@pytest.mark.slow  # emulated bf16 on CPUs without it: minutes
+def test_fsdp_mixed_precision_stays_within_bf16_tolerance_of_one_process(tiny_text, tmp_path):
+    """Under bf16, FSDP's policy gathers bf16 copies of the parameters for compute and reduces
+    gradients in fp32; one process runs bf16 autocast over fp32 weights. Both round each matmul to
+    bf16, so they agree to bf16's tolerances (those of test_distributed's DDP check)."""
+    one = tiny_recipe(tiny_text, dtype="bf16", max_steps=STEPS, batch_size=8, eval_interval=6)
+    two = tiny_recipe(tiny_text, dtype="bf16", max_steps=STEPS, batch_size=4, eval_interval=6, parallel="fsdp")
+    run1, run2 = _train(tmp_path, "one", one), _train(tmp_path, "fsdp", two, processes=2)
+    init = _initial_weights(run1[2], seed=TrainConfig().seed)
+    loss_gap, weight_gap = _bf16_gap(run1, run2, init)
+    print(f"bf16 1 process vs 2 under FSDP: loss gap {loss_gap:.2e}, weight gap {weight_gap:.3f}")
+    assert run1[0][-1] < run1[0][0]
+    assert loss_gap < LOSS_TOL and weight_gap < WEIGHT_TOL, (loss_gap, weight_gap, run1[0], run2[0])
