@@ -69,31 +69,29 @@ def test_fsdp_with_gradient_accumulation_matches_one_process(tiny_text, tmp_path
     _close(model1.state_dict(), model2.state_dict())
 
 
-def test_one_process_checkpoint_resumes_under_fsdp_exactly(tiny_text, tmp_path):
-    """Train 6 steps in one process, resume to 12 under FSDP with 2: the same as 12 steps in one process."""
+def _genlab_train(recipe: Path, out: Path, processes: int, *overrides: str) -> None:
+    """``genlab train`` in 1 process, or under FSDP in several: the global batch stays 8."""
+    launch = [sys.executable]
+    if processes > 1:
+        launch += ["-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={_free_port()}"]
+    parallel = "fsdp" if processes > 1 else "auto"
+    overrides = (*overrides, f"train.batch_size={8 // processes}", f"train.parallel={parallel}")
+    _run([*launch, "-m", "genlab", "train", str(recipe), "--out", str(out), *overrides],
+         {**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "first, then", [(1, 2), pytest.param(2, 1, marks=pytest.mark.slow)], ids=["one-then-fsdp", "fsdp-then-one"]
+)
+def test_a_checkpoint_resumes_exactly_across_fsdp_and_one_process(first, then, tiny_text, tmp_path):
+    """6 steps in one process (or under FSDP with 2), resumed to 12 under FSDP (or in one process):
+    the same losses and weights as 12 steps in one process (weights and AdamW state carried over)."""
     full = tiny_recipe(tiny_text, max_steps=12, batch_size=8, eval_interval=6)
     train_full, _, model_full = _train(tmp_path, "full", full)
-    first = tiny_recipe(tiny_text, max_steps=12, batch_size=8, eval_interval=6)
-    (tmp_path / "half.yaml").write_text(yaml.safe_dump(first))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "genlab",
-            "train",
-            str(tmp_path / "half.yaml"),
-            "--out",
-            str(tmp_path / "half"),
-            "train.max_steps=6",
-            "train.decay_steps=12",
-        ],
-        env,
-    )  # fmt: skip  (the 12-step run's schedule, stopped at 6)
-    # The resumed run keeps its own config but takes 12 steps and batch 4 per process from the command.
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-          "-m", "genlab", "train", str(tmp_path / "half.yaml"), "--out", str(tmp_path / "half"), "--resume",
-          "train.max_steps=12", "train.batch_size=4", "train.parallel=fsdp"], env)  # fmt: skip
+    (tmp_path / "half.yaml").write_text(yaml.safe_dump(full))
+    # The first part runs the 12-step schedule and stops at 6; the resumed run keeps its config.
+    _genlab_train(tmp_path / "half.yaml", tmp_path / "half", first, "train.max_steps=6", "train.decay_steps=12")
+    _genlab_train(tmp_path / "half.yaml", tmp_path / "half", then, "--resume", "train.max_steps=12")
     train_resumed, _ = _losses(tmp_path / "half")
     assert len(train_resumed) == 12
     for a, b in zip(train_full, train_resumed):
