@@ -43,10 +43,13 @@ class Linear(nn.Linear):
 
 def prepare_decode(model: nn.Module) -> int:
     """Give every :class:`Linear` that profits (out_features >= in_features) a transposed
-    copy of its weight; returns the bytes this costs. Idempotent."""
+    copy of its weight; returns the bytes this costs. Idempotent. A weight that is not a plain
+    tensor (a shard of an FSDP-sharded model, whose full weight exists only inside a forward) gets none."""
     total, done = 0, set()
     for layer in model.modules():
         if not isinstance(layer, Linear) or layer.out_features < layer.in_features:
+            continue
+        if type(layer.weight.data) is not torch.Tensor:
             continue
         if layer.decode_weight is not None and layer._decode_version == layer.weight._version:
             continue

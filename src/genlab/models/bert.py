@@ -324,6 +324,14 @@ class Bert(nn.Module):
         if self.mlm is not None and cfg.tie_embeddings:
             self.mlm.decoder.weight = self.tok_emb.weight
 
+    def shard_units(self) -> list[nn.Module]:
+        """What FSDP shards one group at a time (training/parallel.py): each block, unless blocks share
+        weights (ALBERT's one block, Linformer projections tied across layers): then none, and the
+        whole model is one group."""
+        cfg = self.config
+        shared = cfg.share_layers or (cfg.attention == "linformer" and cfg.linformer_share == "layer")
+        return [] if shared else list(self.blocks)
+
     def reset_parameters(self) -> None:
         """BERT initialisation: weights N(0, init_std), biases 0, LayerNorm 1 and 0, padding row 0."""
         for module in self.modules():

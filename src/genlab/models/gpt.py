@@ -171,6 +171,10 @@ class GPT(nn.Module):
         """The blocks' mixture-of-experts FFNs (empty for a dense model)."""
         return [b.mlp for b in self.blocks if isinstance(b.mlp, MoE)]
 
+    def shard_units(self) -> list[nn.Module]:
+        """What FSDP shards one group at a time (training/parallel.py): each block."""
+        return list(self.blocks)
+
     def reset_parameters(self) -> None:
         """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 L)."""
         std = self.config.init_std

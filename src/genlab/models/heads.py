@@ -78,6 +78,11 @@ class ScoreModel(nn.Module):
         """Per-token values (B, T)."""
         return self.head(self.hidden(idx, attention_mask)).squeeze(-1)  # (B, T)
 
+    def shard_units(self) -> list[nn.Module]:
+        """FSDP groups (training/parallel.py): the backbone's blocks; the head stays in the root group."""
+        units = getattr(self.backbone, "shard_units", None)
+        return units() if units is not None else []
+
     def score(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """One scalar per sequence, read at its last real token: (B,)."""
         values = self(idx, attention_mask)  # (B, T)

@@ -205,6 +205,11 @@ class Seq2Seq(nn.Module):
             self.final_logits_bias = None
         self.reset_parameters()
 
+    def shard_units(self) -> list[nn.Module]:
+        """What FSDP shards one group at a time (training/parallel.py): each encoder and decoder block
+        (the shared embedding and the head stay in the root group)."""
+        return [*self.encoder, *self.decoder]
+
     def reset_parameters(self) -> None:
         """N(0, init_std) for weights, zeros for biases, ones for norm gains. Token tables of models
         that scale them by sqrt(C) start at N(0, C^-1/2) (so s E has unit scale, as in fairseq);

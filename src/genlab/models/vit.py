@@ -222,6 +222,10 @@ class ViT(nn.Module):
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=cfg.init_std)
 
+    def shard_units(self) -> list[nn.Module]:
+        """What FSDP shards one group at a time (training/parallel.py): each block."""
+        return list(self.blocks)
+
     def _init(self, m: nn.Module) -> None:
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             if any(m is s for s in self.stem.modules()):

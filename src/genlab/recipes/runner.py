@@ -137,7 +137,7 @@ def run(
     single_process: bool = False,
 ) -> Trainer:
     """Run one task's training from its ``prepare`` (see the module docstring)."""
-    rt = Runtime.from_env(train.device, train.dtype)
+    rt = Runtime.from_env(train.device, train.dtype, train.parallel, train.activation_checkpointing)
     try:
         if single_process and rt.distributed:
             raise ConfigError(f"{task} runs in one process; start it without torchrun")
@@ -151,6 +151,8 @@ def run(
         peak = peak_flops(rt.device, rt.dtype)
         session.log(f"{task} {setup.parameters / 1e6:.2f}M parameters | {setup.describe} | {rt.describe()} | {run_dir}")
         trainer.fit(setup.data)
+        if trainer.sharded and trainer.stop_reason != "interrupted":
+            trainer.consolidate()  # every process: the main one gets full copies for what follows
         if rt.is_main and trainer.stop_reason != "interrupted":
             fpi = setup.flops_per_item()
             train_flops = fpi * setup.items(trainer.step)

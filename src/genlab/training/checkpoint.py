@@ -86,14 +86,17 @@ def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
-    """Load a ``.safetensors`` file into ``model``; every mismatch is a CheckpointError."""
+def read_weights(model: nn.Module, path: Path, tied: set[str] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, checked against ``model``'s keys and shapes; every
+    mismatch is a CheckpointError. The ``tied`` aliases may be absent (default: found by storage,
+    which a model on the meta device has none of: pass them for it)."""
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {path}: {e} (truncated or not a safetensors file)") from e
     expected = model.state_dict()
-    tied = set(expected) - set(model_tensors(model))
+    if tied is None:
+        tied = set(expected) - set(model_tensors(model))
     missing = [k for k in expected if k not in tensors and k not in tied]
     unexpected = [k for k in tensors if k not in expected]
     if missing or unexpected:
@@ -106,7 +109,12 @@ def load_weights(model: nn.Module, path: Path) -> None:
             raise CheckpointError(
                 f"{path}: '{k}' has shape {tuple(t.shape)} but the model expects {tuple(expected[k].shape)}"
             )
-    model.load_state_dict(tensors, strict=False)
+    return tensors
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a ``.safetensors`` file into ``model``; every mismatch is a CheckpointError."""
+    model.load_state_dict(read_weights(model, path), strict=False)
 
 
 # --- checkpoint directories ------------------------------------------------------------

@@ -42,6 +42,7 @@ import torch.nn as nn
 from genlab.core.errors import GenlabError
 from genlab.core.seed import rng_state, set_rng_state
 from genlab.training import checkpoint as ckpt
+from genlab.training import parallel as par
 from genlab.training.logging import MetricsLogger, progress
 from genlab.training.runtime import Runtime, unwrap
 from genlab.training.schedules import SCHEDULES
@@ -81,6 +82,8 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"
     dtype: str = "auto"  # auto: $GENLAB_DTYPE if set, else bf16 on CUDA, fp32 on CPU/MPS (training/runtime.py)
+    parallel: str = "auto"  # under torchrun: ddp | fsdp (FSDP2 sharding) | auto (training/parallel.py)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward (less memory)
     compile: bool = False
     tensorboard: bool = True
     progress: bool = True
@@ -141,12 +144,31 @@ class Trainer:
     def _reached(self, value: float) -> bool:
         return value <= self.cfg.target if self.cfg.best_mode == "min" else value >= self.cfg.target
 
+    @property
+    def sharded(self) -> bool:
+        """Whether any model is FSDP-sharded (then saving and the end of training are collective)."""
+        return any(par.is_sharded(m) for m in self.models.values())
+
+    def _model_of(self, optimizer: str) -> nn.Module | None:
+        """The sharded model an optimizer steps on (by name), or None when its model is not sharded."""
+        model = self.models.get(optimizer)
+        if model is not None and par.is_sharded(model):
+            return model
+        if model is None and self.sharded:
+            raise GenlabError(f"train.parallel=fsdp: optimizer '{optimizer}' has no model of the same name")
+        return None
+
+    def _optimizer_state(self, name: str, opt: torch.optim.Optimizer) -> dict:
+        model = self._model_of(name)
+        return opt.state_dict() if model is None else par.full_optimizer_state(model, opt)
+
     def state_dict(self, data: Any = None) -> dict:
+        """The training state; with sharded models every process must call it (it gathers)."""
         state = {
             "step": self.step,
             "elapsed": self.elapsed,
             "best": self.best if math.isfinite(self.best) else None,
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "optimizers": {k: self._optimizer_state(k, o) for k, o in self.optimizers.items()},
             "rng": rng_state(),
             "config": dataclasses.asdict(self.cfg),
         }
@@ -155,10 +177,21 @@ class Trainer:
         return state
 
     def resume(self, path: Path, data: Any = None) -> None:
-        """Restore weights, optimizers, RNG, data position and counters from a checkpoint."""
-        state = ckpt.load_checkpoint(path, {k: unwrap(m) for k, m in self.models.items()})
+        """Restore weights, optimizers, RNG, data position and counters from a checkpoint (any
+        checkpoint: one written by one process, by DDP or by FSDP loads into any of them)."""
+        plain = {k: unwrap(m) for k, m in self.models.items() if not par.is_sharded(m)}
+        state = ckpt.load_checkpoint(path, plain)
+        for k, m in self.models.items():
+            if par.is_sharded(m):
+                skel = par.skeleton(m)
+                tensors = ckpt.read_weights(skel, path / f"{k}.safetensors", tied=set(par.tied_aliases(skel)))
+                par.load_full_state(m, tensors)
         for k, opt in self.optimizers.items():
-            ckpt.load_optimizer_state(opt, state["optimizers"][k])
+            model = self._model_of(k)
+            if model is None:
+                ckpt.load_optimizer_state(opt, state["optimizers"][k])
+            else:
+                par.load_full_optimizer_state(model, opt, state["optimizers"][k])
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.best = state["best"] if state["best"] is not None else self._worst()
         set_rng_state(state["rng"])
@@ -166,12 +199,20 @@ class Trainer:
             data.load_state_dict(state["data"])
 
     def save(self, data: Any, pointers: tuple[str, ...], metrics: dict | None = None) -> None:
-        if self.run_dir is None or not self.runtime.is_main:
+        if self.run_dir is None or not (self.runtime.is_main or self.sharded):
             return
-        models = {k: unwrap(m) for k, m in self.models.items()}
-        ckpt.save_checkpoint(
-            self.run_dir / "checkpoints", self.step, models, self.state_dict(data), pointers, info=metrics
-        )
+        main = self.runtime.is_main  # sharded: every process gathers, the main one writes
+        models = {k: par.gather(m, main) if par.is_sharded(m) else unwrap(m) for k, m in self.models.items()}
+        state = self.state_dict(data)
+        if main:
+            ckpt.save_checkpoint(self.run_dir / "checkpoints", self.step, models, state, pointers, info=metrics)
+
+    def consolidate(self) -> None:
+        """Every process, after training: gather each sharded model into a full copy on the main
+        process (``unwrap`` returns it), for what a task does there next (samples, test metrics)."""
+        for m in self.models.values():
+            if par.is_sharded(m):
+                par.consolidate(m, self.runtime.is_main)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -190,6 +231,7 @@ class Trainer:
                 group["lr"] = group["initial_lr"] * factor
         batches = [next(data) for _ in range(c.grad_accum)]
         ddp = [m for m in self.models.values() if isinstance(m, nn.parallel.DistributedDataParallel)]
+        fsdp = [m for m in self.models.values() if par.is_sharded(m)]
         total = torch.zeros((), device=self.runtime.device)
         extras: dict[str, torch.Tensor] = {}  # summed over micro-batches, still on the device
 
@@ -206,6 +248,8 @@ class Trainer:
                     if i < len(batches) - 1:
                         for m in ddp:
                             stack.enter_context(m.no_sync())
+                    for m in fsdp:  # reduce-scatter the gradients on the last micro-batch only
+                        m.set_requires_gradient_sync(i == len(batches) - 1)
                     with self.runtime.autocast():
                         out = phase.loss(self.forward_models, batch)
                     loss, metrics = out if isinstance(out, tuple) else (out, {})
@@ -316,7 +360,9 @@ class Trainer:
             if self.runtime.is_main and c.progress:
                 shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                 bar.write(f"step {self.step:>6}  {shown}  ({self.elapsed:.1f}s)")
-        if self.on_eval is not None and self.runtime.is_main:
+        if self.on_eval is not None and self.runtime.is_main and not self.sharded:
+            # (sharded: a callback on the main process alone would wait forever on the others'
+            # all-gathers, so none runs during training; the task's end runs on consolidated copies)
             with self._own_rng():
                 self.on_eval(self.step, metrics)
         if value is not None and c.target and self._reached(value) and self.stop_reason is None:

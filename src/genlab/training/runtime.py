@@ -32,6 +32,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from genlab.core.errors import ConfigError
+from genlab.training import parallel as par
 
 
 def cpu_has_native_bf16() -> bool:
@@ -119,9 +120,16 @@ class Runtime:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    parallel: str = "auto"  # ddp | fsdp | auto: how wrap() spreads a model over the processes (training/parallel.py)
+    activation_checkpointing: bool = False  # recompute each block's activations in the backward pass
+    local_world_size: int = 1  # processes on this machine (torchrun's LOCAL_WORLD_SIZE)
+    used: str = ""  # what wrap() chose last under torchrun: ddp or fsdp
 
     @classmethod
-    def from_env(cls, device: str = "auto", dtype: str = "auto") -> Runtime:
+    def from_env(
+        cls, device: str = "auto", dtype: str = "auto", parallel: str = "auto", activation_checkpointing: bool = False
+    ) -> Runtime:
+        par.check_parallel(parallel)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -132,7 +140,16 @@ class Runtime:
                 torch.cuda.set_device(dev)
             if not dist.is_initialized():
                 dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-        return cls(device=dev, dtype=pick_dtype(dtype, dev), rank=rank, local_rank=local, world_size=world)
+        return cls(
+            device=dev,
+            dtype=pick_dtype(dtype, dev),
+            rank=rank,
+            local_rank=local,
+            world_size=world,
+            parallel=parallel,
+            activation_checkpointing=activation_checkpointing,
+            local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))),
+        )
 
     @property
     def is_main(self) -> bool:
@@ -148,12 +165,25 @@ class Runtime:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        """Move to the device and, under torchrun, wrap in DistributedDataParallel."""
+        """Move a model that trains to the device and, under torchrun, spread it over the processes:
+        DistributedDataParallel, or FSDP2 sharding (``parallel``: see training/parallel.py).
+        ``train.parallel=fsdp`` in one process trains unsharded, with a note (nothing to shard)."""
         model = model.to(self.device)
-        if self.distributed and any(p.requires_grad for p in model.parameters()):
-            ids = [self.local_rank] if self.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        return model
+        if not any(p.requires_grad for p in model.parameters()):
+            return model
+        if self.activation_checkpointing:
+            par.checkpoint_activations(par.shard_units(model))
+        how = par.choose(self.parallel, model, self.device, self.local_world_size)
+        if not self.distributed:
+            if how == "fsdp":
+                par.shard_units(model)  # a family without a sharding rule is refused here too
+                _note_once("train.parallel=fsdp with one process: nothing to shard, training unsharded")
+            return model
+        self.used = how
+        if how == "fsdp":
+            return par.shard(model, self.dtype)
+        ids = [self.local_rank] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def mean(self, value: float) -> float:
         """Average a Python float across processes (identity on one process)."""
@@ -184,16 +214,26 @@ class Runtime:
 
     def describe(self) -> str:
         name = {v: k for k, v in DTYPES.items()}[self.dtype]
-        extra = f", {self.world_size} processes" if self.distributed else ""
+        extra = f", {self.world_size} processes ({self.used or self.parallel})" if self.distributed else ""
         return f"{self.device.type} {name}, {torch.get_num_threads()} threads{extra}"
 
 
+_notes: set[str] = set()
+
+
+def _note_once(text: str) -> None:
+    if text not in _notes:
+        _notes.add(text)
+        warnings.warn(text, stacklevel=3)
+
+
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside DDP / torch.compile wrappers."""
+    """The plain module inside DDP / torch.compile wrappers; for an FSDP-sharded model, the full
+    copy that ``parallel.consolidate`` made of it after training (until then: the sharded model)."""
     while True:
         if isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module
         elif hasattr(model, "_orig_mod"):
             model = model._orig_mod
         else:
-            return model
+            return par.plain(model)
