@@ -74,6 +74,18 @@ def test_capture_attention_keeps_the_gpt_output(pos):
     assert all(m.attend.__name__ == "sdpa_attention" for m in text.attention_modules(model))  # restored
 
 
+def test_attention_view_limits():
+    cfg = preset("gpt-micro")
+    cfg.block_size, cfg.attention, cfg.attention_window = 128, "longformer", 4
+    tok = CharTokenizer.train("ab")
+    cfg.vocab_size = tok.vocab_size
+    with pytest.raises(ConfigError, match="this model uses longformer attention"):
+        text.attention_maps(build_model(cfg).eval(), tok, "gpt", "abab")
+    cfg.attention = "eager"
+    with pytest.raises(ConfigError, match="the text is 100 tokens; the attention view shows at most 96"):
+        text.attention_maps(build_model(cfg).eval(), tok, "gpt", "ab" * 50)
+
+
 def test_bert_attention_maps_are_bidirectional():
     from genlab.tokenizers import WordPieceTokenizer
 
@@ -97,7 +109,8 @@ def test_token_probabilities_are_the_model_softmax(gpt):
     model, tok = gpt
     ids = tok.encode("to be or")
     infos = text.token_probabilities(model, tok, ids, n_prompt=3, k=4)
-    probs = torch.softmax(model(torch.tensor([ids]))[0], -1)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.tensor([ids]))[0], -1)
     assert infos[0].prob is None and not infos[0].generated and infos[3].generated
     for t in range(1, len(ids)):
         assert infos[t].prob == pytest.approx(float(probs[t - 1, ids[t]]), rel=1e-5)
@@ -226,6 +239,8 @@ def test_handlers_answer_with_messages(runs, tmp_path):
     assert "outside" in s.distributions("../..", "x", *controls)[0]
     out = s.project("deep/vae", None, 40, "pca", 2, "labels", "kmeans", 3)
     assert out[0] == "" and "NMI" in out[2] and len(out[1].data[0].x) == 40
+    again = s.project("deep/vae", None, 40, "pca", 2, "clusters", "gmm", 3)
+    assert len(s.projections) == 1 and np.array_equal(again[3]["coords"], out[3]["coords"])  # cached
     near = s.search(out[3], "5", 4)
     assert near[1].count('class="nb"') == 4
     assert "at most 10,000 points" in s.project("deep/vae", None, 20_000, "tsne", 2, "labels", "kmeans", 3)[0]

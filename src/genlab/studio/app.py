@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls from the studio
@@ -59,6 +60,7 @@ class Studio:
 
     def __init__(self, runs_dir: str | os.PathLike):
         self.root = Path(runs_dir).expanduser().resolve()
+        self.projections: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (source, mtime, n, method, dim)
 
     def path(self, rel: str | None) -> str:
         if not rel:
@@ -246,7 +248,7 @@ class Studio:
     def project(self, rel, upload, n, method, dim, colour, algo, k, progress=gr.Progress()):  # noqa: B008
         projector.check_count(int(n), method)
         pts = self.points(rel, upload, n)
-        coords = project(pts.x, method, int(dim), 0, progress)
+        coords = self.projected(pts, (rel, upload), method, int(dim), progress)
         clusters = cluster(pts.x, algo, min(int(k), len(pts.x)), 0)
         lines = [f"{pts.what}: {len(pts.x):,} points of {pts.x.shape[1]} dimensions, {method} to {dim}-D"]
         if pts.labels is not None:
@@ -265,6 +267,19 @@ class Studio:
             "by": "label" if by_label else "cluster",
         }
         return "", fig, "\n\n".join(lines), state, ""
+
+    def projected(self, pts: projector.Points, source: tuple, method: str, dim: int, progress) -> np.ndarray:
+        """:func:`genlab.eval.clustering.project`, cached per source (run and checkpoint, or upload),
+        number of points, method and dimension: the last 8 projections are kept."""
+        rel, upload = source
+        stamp = catalog.stamp(self.path(rel)) if upload is None and rel != MINILM else os.path.getmtime(upload)
+        key = (rel, upload, stamp, len(pts.x), method, dim)
+        if key not in self.projections:
+            self.projections[key] = project(pts.x, method, dim, 0, progress)
+            while len(self.projections) > 8:
+                self.projections.popitem(last=False)
+        self.projections.move_to_end(key)
+        return self.projections[key]
 
     @guarded(2)
     def search(self, state, query, k):

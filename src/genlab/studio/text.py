@@ -18,7 +18,6 @@ weights @ V, which equals the SDPA output (tests/studio check the logits agree).
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +32,7 @@ TEXT_FAMILIES = ("gpt",)
 ATTENTION_FAMILIES = ("gpt", "bert")
 MAX_NEW_TOKENS = 200
 MAX_PROMPT_CHARS = 2000
+MAX_ATTENTION_TOKENS = 96  # the head view draws up to T^2 lines
 
 
 def token_text(tok, token_id: int) -> str:
@@ -176,13 +176,13 @@ def next_token_distributions(
 def attention_modules(model: nn.Module) -> list[MultiHeadAttention]:
     """The self-attention modules of a GPT or BERT, in layer order; ConfigError for an efficient
     backend (its weights are not the full softmax this view draws)."""
+    kind = getattr(getattr(model, "config", None), "attention", "sdpa")
     mods = [m for m in model.modules() if isinstance(m, MultiHeadAttention) and not m.cross]
+    plain = (ATTENTION["eager"], ATTENTION["sdpa"])
+    if kind not in ("eager", "sdpa") or any(m.attend not in plain for m in mods):
+        raise ConfigError(f"the attention view draws full softmax attention; this model uses {kind} attention")
     if not mods:
         raise ConfigError("this model has no self-attention layers to show")
-    plain = (ATTENTION["eager"], ATTENTION["sdpa"])
-    for m in mods:
-        if m.attend not in plain:
-            raise ConfigError("the attention view draws full softmax attention; this model uses an efficient backend")
     return mods
 
 
@@ -220,6 +220,8 @@ def attention_maps(model: nn.Module, tok, family: str, text: str) -> tuple[list[
         ids = tok.encode(text)[-model.config.block_size :]
     if not ids:
         raise ConfigError("the text encodes to no tokens: use characters the tokenizer knows")
+    if len(ids) > MAX_ATTENTION_TOKENS:
+        raise ConfigError(f"the text is {len(ids)} tokens; the attention view shows at most {MAX_ATTENTION_TOKENS}")
     x = torch.tensor([ids])
     with capture_attention(model) as maps:
         if family == "bert":
@@ -228,7 +230,3 @@ def attention_maps(model: nn.Module, tok, family: str, text: str) -> tuple[list[
             model(x)
     weights = torch.stack([m[0] for m in maps])  # (L, H, T, T)
     return [token_text(tok, i) for i in ids], weights
-
-
-def entropy_nats(probs: list[float]) -> float:
-    return -sum(p * math.log(p) for p in probs if p > 0)
