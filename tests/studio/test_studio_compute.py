@@ -257,5 +257,6 @@ def test_mounted_on_the_serving_app(runs):
         page = client.get("/studio/")
         assert page.status_code == 200 and "<html" in page.text.lower()
         assert client.get("/health").json()["status"] == "ok"
+        assert client.get("/favicon.ico").status_code == 204  # the browser asks the root for it
         config = client.get("/studio/config")
         assert config.status_code == 200 and json.loads(config.text)["components"]

@@ -398,8 +398,8 @@ def build(runs_dir: str | os.PathLike) -> gr.Blocks:
                 runs_msg = gr.Markdown(elem_id="msg-curves")
                 curves = gr.Plot(label="training (solid) and validation (dashed) loss", elem_id="runs-curves")
                 with gr.Row():
-                    config = gr.Code(label="resolved config", language="yaml", elem_id="runs-config")
-                    results = gr.Code(label="results.json", language="json", elem_id="runs-results")
+                    config = gr.Code(label="resolved config", language="yaml", max_lines=30, elem_id="runs-config")
+                    results = gr.Code(label="results.json", language="json", max_lines=30, elem_id="runs-results")
 
             with gr.Tab("Text", id="text"):
                 text_msg = gr.Markdown(elem_id="msg-text")
@@ -585,7 +585,12 @@ def launch(runs_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 786
 
 
 def mount(app, runs_dir: str | os.PathLike, path: str = "/studio"):
-    """Mount the studio on a FastAPI ``app`` at ``path`` (``genlab serve --studio``)."""
+    """Mount the studio on a FastAPI ``app`` at ``path`` (``genlab serve --studio``). The browser asks
+    the server's root for /favicon.ico: the app answers 204 there unless it has a route of its own."""
+    from starlette.responses import Response
+
+    if not any(getattr(r, "path", None) == "/favicon.ico" for r in app.routes):
+        app.add_api_route("/favicon.ico", lambda: Response(status_code=204), include_in_schema=False)
     return gr.mount_gradio_app(
         app, build(runs_dir), path=path, theme=theme(), css=views.CSS, footer_links=[], show_error=False
     )

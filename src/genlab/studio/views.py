@@ -321,21 +321,26 @@ def layers_3d(maps: dict[str, np.ndarray], image: np.ndarray, max_channels: int 
         height=520,
         margin=dict(l=0, r=0, t=30, b=0),
         title="input -> stages (first channels of each)",
-        scene=dict(xaxis_title="channel", yaxis_title="depth", zaxis_title="", aspectmode="data"),
+        scene=dict(
+            xaxis_title="channel",
+            yaxis_title="stage",
+            zaxis_title="",
+            aspectmode="manual",
+            aspectratio=dict(x=2.4, y=2.0, z=0.7),
+            camera=dict(eye=dict(x=1.5, y=-1.9, z=1.0)),
+        ),
     )
     return fig
 
 
 def histograms(held: int, scores: dict[int, np.ndarray]):
-    """-ELBO per test image, one histogram per class; the held-out class drawn in red."""
+    """-ELBO per test image, one histogram per class; the held-out class drawn dark over the others."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     for c, s in scores.items():
-        style = dict(marker_color="#d62728") if c == held else {}
-        fig.add_trace(
-            go.Histogram(x=s, name=f"class {c}{' (held out)' if c == held else ''}", opacity=0.55, nbinsx=40, **style)
-        )
+        style = dict(marker_color="#111111", opacity=0.85) if c == held else dict(opacity=0.35)
+        fig.add_trace(go.Histogram(x=s, name=f"class {c}{' (held out)' if c == held else ''}", nbinsx=40, **style))
     fig.update_layout(
         barmode="overlay",
         xaxis_title="-ELBO (nats)",
