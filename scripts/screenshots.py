@@ -88,8 +88,13 @@ def shoot(url: str, out: Path, runs: list[str]) -> list[str]:
             written.append(str(path))
 
         two = [r for r in (has("vae"), has("vae-no3")) if r]
-        if len(two) == 2:
-            choose("#runs-pick", two[1])
+        if len(two) == 2:  # overlay the two VAEs: drop the first run the page picked, add both
+            page.locator("#runs-curves .js-plotly-plot").wait_for()
+            box = page.locator("#runs-pick").locator("input").first
+            box.click()
+            box.press("Backspace")
+            for r in two:
+                choose("#runs-pick", r)
         page.locator("#runs-curves .js-plotly-plot").wait_for()
         snap("runs")
 

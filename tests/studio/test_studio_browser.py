@@ -161,6 +161,7 @@ def test_projector_points_neighbours_and_limit(page):
     page.page.locator("#proj-go").click()
     page.wait_text("#proj-scores", "NMI")
     points = page.page.locator("#proj-plot .scatterlayer path.point")
+    points.nth(119).wait_for(state="attached")  # plotly draws after the scores line arrives
     assert points.count() == 120
     page.fill("#proj-query", "7", enter=True)
     page.page.locator("#neighbours tr.nb").first.wait_for()
