@@ -338,9 +338,12 @@ def serve(
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes; past it: 413.")] = 1 << 20,
     checkpoint: Annotated[str, typer.Option(help="Which checkpoint of run directories: best or last.")] = "best",
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
+    studio: Annotated[
+        Path | None, typer.Option(help="Also serve genlab studio over the runs under this folder, at /studio.")
+    ] = None,
 ) -> None:
     """An OpenAI-compatible HTTP API over runs, with continuous batching: /v1/completions,
-    /v1/chat/completions, /v1/embeddings, /v1/models, /health, /metrics."""
+    /v1/chat/completions, /v1/embeddings, /v1/models, /health, /metrics (and /studio with --studio)."""
     import torch
 
     from genlab.serving.models import load_model
@@ -361,7 +364,7 @@ def serve(
         if m.name in models:
             raise GenlabError(f"two models are called '{m.name}': name them apart with --name")
         models[m.name] = m
-    run_server(models, host, port, keys, max_body)
+    run_server(models, host, port, keys, max_body, mount=_studio_mount(studio, host, port))
 
 
 @app.command()
@@ -593,6 +596,42 @@ def convert_genlab_to_hf(
     _converted(result, "Hugging Face GPT-2 folder" if gpt else "Hugging Face encoder folder")
     auto = "AutoModelForCausalLM" if gpt else "AutoModel"
     typer.echo(f"load it with: transformers.{auto}.from_pretrained('{out}')")
+
+
+# --- genlab studio ------------------------------------------------------------------------
+
+
+def _studio_mount(runs_dir: Path | None, host: str, port: int):
+    """``genlab serve --studio DIR``: a function that mounts the studio on the API's FastAPI app."""
+    if runs_dir is None:
+        return None
+    from genlab.studio.app import mount
+
+    typer.echo(f"genlab studio: http://{host}:{port}/studio/ over the runs under {runs_dir}", err=True)
+    return lambda fastapi_app: mount(fastapi_app, runs_dir)
+
+
+@app.command()
+def studio(
+    runs_dir: Annotated[Path, typer.Argument(help="Folder of run directories (genlab train ... --out DIR/NAME).")] = (
+        Path("runs")
+    ),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 7860,
+    threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
+) -> None:
+    """A web UI that looks inside your runs: curves, token probabilities under temperature, attention,
+    an embedding projector with clustering, latent walks, CNN feature maps (Gradio; no network calls)."""
+    import torch
+
+    from genlab.studio.app import launch
+
+    if not runs_dir.is_dir():
+        raise GenlabError(f"{runs_dir} is not a folder: give the folder your runs are in")
+    if threads > 0:
+        torch.set_num_threads(threads)
+    typer.echo(f"genlab studio: http://{host}:{port}/ over the runs under {runs_dir} (Ctrl-C stops it)", err=True)
+    launch(runs_dir, host, port, block=True)
 
 
 def main() -> None:

@@ -109,7 +109,23 @@ def eager_attention(
     scale: float | None = None,
 ) -> torch.Tensor:
     """Reference implementation, written out step by step. q: (B, H, T, D), k/v: (B, Hkv, S, D)."""
-    k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # (B, H, S, D)
+    weights = attention_weights(q, k, mask, is_causal, bias, scale)  # (B, H, T, S)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ repeat_kv(v, q.size(1))  # (B, H, T, D)
+
+
+def attention_weights(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    bias: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """The eager path's softmax(Q K^T / sqrt(D) + A + M): (B, H, T, S), each row summing to 1 (0 where
+    every key is masked). What the studio's attention view shows."""
+    k = repeat_kv(k, q.size(1))  # (B, H, S, D)
     scores = q @ k.transpose(-2, -1)  # (B, H, T, S)
     scores = scores / math.sqrt(q.size(-1)) if scale is None else scores * scale
     if bias is not None:
@@ -118,10 +134,7 @@ def eager_attention(
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    weights = torch.nan_to_num(weights)  # rows with every key masked attend to nothing
-    if dropout_p > 0.0:
-        weights = F.dropout(weights, p=dropout_p)
-    return weights @ v  # (B, H, T, D)
+    return torch.nan_to_num(weights)  # rows with every key masked attend to nothing
 
 
 @register_attention("sdpa")

@@ -285,8 +285,11 @@ def create_app(
     models: dict[str, ServedModel],
     api_keys: frozenset[str] | set[str] = frozenset(),
     max_body: int = MAX_BODY,
+    mount=None,
 ) -> Guard:
-    """The ASGI application serving ``models`` (id -> model); starts their engines at start-up."""
+    """The ASGI application serving ``models`` (id -> model); starts their engines at start-up.
+    ``mount``, if given, is called with the FastAPI app after its routes are in place (``genlab serve
+    --studio`` mounts the studio at /studio this way, so serving never imports the studio)."""
 
     async def lifespan(_app):
         for m in models.values():
@@ -580,6 +583,8 @@ def create_app(
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
+    if mount is not None:
+        mount(app)
     guard = Guard(app, frozenset(api_keys), max_body)
     guard.fastapi = app
     return guard

@@ -80,6 +80,7 @@ def serve(
     api_keys: frozenset[str] = frozenset(),
     max_body: int = MAX_BODY,
     log_level: str = "info",
+    mount=None,
 ) -> None:
     """Serve ``models`` until SIGTERM (then drain) on ``host``:``port``."""
     if not api_keys and not is_loopback(host):
@@ -87,7 +88,7 @@ def serve(
             f"--host {host} would expose the models without an API key: give --api-key KEY (or {KEYS_ENV}=FILE), "
             "or listen on 127.0.0.1"
         )
-    app = create_app(models, api_keys, max_body)
+    app = create_app(models, api_keys, max_body, mount)
     if not api_keys:
         print(
             f"genlab serve: no API key, listening on loopback only ({host}); give --api-key to listen elsewhere",
