@@ -262,11 +262,11 @@ def read_rst(text: str, doc_id: str) -> Document:
                     j += 1
                 body = lines[i + 1 : j]
                 if name and name not in _RST_DROP:
-                    if arg:
+                    code = name in ("code-block", "code", "sourcecode", "doctest", "productionlist")
+                    if arg and not code:
                         blocks.append(rst_plain(arg))
                     content = [b for b in body if not re.match(r"\s+:[\w-]+:", b)]
                     dedented = textwrap.dedent("\n".join(content)).splitlines()
-                    code = name in ("code-block", "code", "sourcecode", "doctest", "productionlist")
                     for para in _paragraphs(dedented):
                         blocks.append(textwrap.indent(para, "    ") if code else rst_plain(para))
                 i = j
@@ -645,7 +645,6 @@ def ingest(
             f"no documents found in {', '.join(map(str, sources))}: it holds no text, Markdown, reST, "
             "HTML, man or dictd files"
         )
-    store.check_model(model_info(encoder, model_arg))
     settings = f"{encoder.source}|{max_tokens}|{overlap}"
     stored = store.documents(roots)
     by_file: dict[tuple[str, str], list] = {}
@@ -682,6 +681,7 @@ def ingest(
             todo.append(parsed)
     if not seen:
         raise DataError(f"no readable document in {', '.join(map(str, sources))}: the files hold no text")
+    store.check_model(model_info(encoder, model_arg))  # after every read: bad input writes nothing
     if touched:
         store.touch_documents(touched)
 
