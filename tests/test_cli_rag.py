@@ -57,7 +57,7 @@ def fingerprint(index: Path) -> dict[str, str]:
 
 
 def ingested(capsys, kb: Path, run: Path, index: Path) -> Path:
-    code, out, err = genlab("rag", "ingest", kb, "--index", index, "--model", run, "--no-progress", capsys=capsys)
+    code, out, err = genlab("rag", "ingest", kb, "--index", index, "--embed-model", run, "--no-progress", capsys=capsys)
     assert code == 0, err
     assert "2 new" in out and "the index holds 2 documents, 3 chunks" in out
     return index
@@ -84,13 +84,15 @@ def test_ingest_query_eval(tmp_path, capsys, kb, runs):
     assert result["retrieval"]["bm25"]["recall@1"] == 1.0
     assert set(result["retrieval"]["hybrid"]) == {"recall@1", "recall@5", "recall@20", "mrr@20"}
 
-    code, out, _ = genlab("rag", "ingest", kb, "--index", index, "--model", runs[0], "--no-progress", capsys=capsys)
+    code, out, _ = genlab(
+        "rag", "ingest", kb, "--index", index, "--embed-model", runs[0], "--no-progress", capsys=capsys
+    )
     assert code == 0 and "0 new, 0 changed, 2 unchanged" in out
 
 
 def test_bad_input_is_one_line_and_leaves_the_index_unchanged(tmp_path, capsys, kb, runs):
     fresh = tmp_path / "fresh"
-    one_line_error(capsys, "rag", "ingest", tmp_path / "missing", "--index", fresh, "--model", runs[0],
+    one_line_error(capsys, "rag", "ingest", tmp_path / "missing", "--index", fresh, "--embed-model", runs[0],
                    match="does not exist")  # fmt: skip
     assert not fresh.exists()
     (tmp_path / "empty").mkdir()
@@ -104,10 +106,10 @@ def test_bad_input_is_one_line_and_leaves_the_index_unchanged(tmp_path, capsys, 
     before = fingerprint(index)
     one_line_error(capsys, "rag", "ingest", tmp_path / "missing", "--index", index, match="does not exist")
     one_line_error(capsys, "rag", "ingest", blob, "--index", index, match="not a text file")
-    one_line_error(capsys, "rag", "ingest", kb, "--index", index, "--model", runs[1], "--no-progress",
+    one_line_error(capsys, "rag", "ingest", kb, "--index", index, "--embed-model", runs[1], "--no-progress",
                    match=f"built with embeddings of {runs[0]}")  # fmt: skip
-    one_line_error(capsys, "rag", "query", index, "installer", "--model", runs[1],
-                   match=f"the query model is {runs[1]} (dim 32): query with --model {runs[0]}")  # fmt: skip
+    one_line_error(capsys, "rag", "query", index, "installer", "--embed-model", runs[1],
+                   match=f"the query model is {runs[1]} (dim 32): query with --embed-model {runs[0]}")  # fmt: skip
     one_line_error(capsys, "rag", "query", index, "word " * 300, "--mode", "dense", match="more than the embedding")
     one_line_error(capsys, "rag", "query", index, "x", "--mode", "sparse", match="unknown retrieval mode")
     assert fingerprint(index) == before
@@ -121,7 +123,9 @@ def test_a_folder_that_is_not_an_index_is_not_overwritten(tmp_path, capsys, kb, 
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
-    one_line_error(capsys, "rag", "ingest", kb, "--index", busy, "--model", runs[0], match="is not a genlab rag index")
+    one_line_error(
+        capsys, "rag", "ingest", kb, "--index", busy, "--embed-model", runs[0], match="is not a genlab rag index"
+    )
     assert [p.name for p in busy.iterdir()] == ["keep.txt"]
 
 

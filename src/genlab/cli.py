@@ -608,7 +608,7 @@ def rag_ingest(
     ],
     index: Annotated[Path, typer.Option("--index", help="The index folder (created, or updated in place).")],
     model: Annotated[
-        str, typer.Option(help="Embedding model: minilm, a bert run directory or a HF BERT folder.")
+        str, typer.Option("--embed-model", help="Embedding model: minilm, a bert run directory or a HF BERT folder.")
     ] = "minilm",
     max_tokens: Annotated[int, typer.Option(help="Tokens per chunk, its heading line included.")] = 200,
     overlap: Annotated[
@@ -640,7 +640,9 @@ def rag_query(
     k: Annotated[int, typer.Option("-k", "--k", help="How many passages.")] = 5,
     doc: Annotated[str | None, typer.Option(help="Only documents whose id matches this glob (faq/*).")] = None,
     source: Annotated[str | None, typer.Option(help="Only sources whose root matches this glob.")] = None,
-    model: Annotated[str | None, typer.Option(help="Embedding model (default: the index's own).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON lines.")] = False,
 ) -> None:
     """Retrieve the passages that best answer QUESTION, with scores and citations."""
@@ -665,7 +667,9 @@ def rag_eval(
     ],
     mode: Annotated[list[str] | None, typer.Option(help="Retrievers to score (default: dense, bm25, hybrid).")] = None,
     rrf_k: Annotated[float, typer.Option(help="The k of reciprocal rank fusion.")] = 60.0,
-    model: Annotated[str | None, typer.Option(help="Embedding model (default: the index's own).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
+    ] = None,
 ) -> None:
     """Recall@1/5/20 and MRR of each retriever against the gold documents and sections."""
     import json

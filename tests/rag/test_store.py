@@ -59,7 +59,7 @@ def test_reconcile_drops_uncommitted_documents_and_stale_vectors(tmp_path):
 
 
 def test_a_sigkill_mid_ingest_leaves_an_index_that_reopens_and_completes(tmp_path):
-    src = many_docs(tmp_path / "src")
+    src = many_docs(tmp_path / "src", 16)
     index = tmp_path / "idx"
     script = textwrap.dedent(f"""
         import sys, time
@@ -83,7 +83,7 @@ def test_a_sigkill_mid_ingest_leaves_an_index_that_reopens_and_completes(tmp_pat
     seen = 0
     for line in proc.stdout:
         seen += line.startswith("embedding")
-        if seen == 6:  # some groups committed, one in flight
+        if seen == 4:  # some groups committed, one in flight
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait()
@@ -92,15 +92,15 @@ def test_a_sigkill_mid_ingest_leaves_an_index_that_reopens_and_completes(tmp_pat
     with Store.open(index) as store:
         partial = assert_consistent(store)
         n_docs, _ = store.count()
-        assert 0 < n_docs < 40
+        assert 0 < n_docs < 16
         from genlab.rag.retrieve import Retriever
 
         hits = Retriever(store, tiny_encoder(), store.model()).search("topic3 word3", "bm25", 3)
         assert all(h.chunk.chunk_id in partial for h in hits)
         embed = CountingEmbed()
         report = ingest(store, tiny_encoder(), [src], model_arg="tiny", progress=False, embed=embed)
-        assert report.unchanged == n_docs and report.added == 40 - n_docs  # only the rest is embedded
-        assert store.count()[0] == 40
+        assert report.unchanged == n_docs and report.added == 16 - n_docs  # only the rest is embedded
+        assert store.count()[0] == 16
         assert_consistent(store)
 
 

@@ -61,7 +61,7 @@ class Retriever:
         if (built.name, built.dim, built.tokenizer_sha256) != (info.name, info.dim, info.tokenizer_sha256):
             raise ConfigError(
                 f"{store.root} was built with embeddings of {built.name} (dim {built.dim}); the query model is "
-                f"{info.name} (dim {info.dim}): query with --model {built.arg}, or ingest again with this model"
+                f"{info.name} (dim {info.dim}): query with --embed-model {built.arg}, or ingest again with this model"
             )
         self.store = store
         self.encoder = encoder

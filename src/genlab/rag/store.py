@@ -186,7 +186,7 @@ class Store:
             same_tok = have.tokenizer_sha256 == info.tokenizer_sha256
             raise ConfigError(
                 f"{self.root} was built with embeddings of {have.name} (dim {have.dim}); this uses {info.name} "
-                f"(dim {info.dim}{'' if same_tok else ', another tokenizer'}): use --model {have.arg}, "
+                f"(dim {info.dim}{'' if same_tok else ', another tokenizer'}): use --embed-model {have.arg}, "
                 "or ingest into a new --index"
             )
 
