@@ -130,7 +130,9 @@ def test_markdown_html_plain_and_man_readers():
 
     html = read_html(
         "<html><head><title>Page</title><style>p{}</style></head><body><h1>Top</h1><p>One &amp; two.</p>"
-        "<script>alert(1)</script><h2>Sub</h2><p>Three</p><ul><li>four</li></ul></body></html>",
+        '<script>alert(1)</script><h2>Sub<a class="headerlink" href="#s">¶</a></h2><p>Three</p><ul><li>four</li>'
+        '</ul><div class="sphinxsidebar" role="navigation"><h3>Table of Contents</h3><p>nav<br>text</p></div>'
+        "<nav><p>more nav</p></nav></body></html>",
         "p.html",
     )
     assert html.title == "Page"

@@ -134,7 +134,7 @@ def _sections_from(blocks: list[tuple[int, str] | str]) -> tuple[str, list[Secti
             stack.append((level, head))
             title = title or head
             sections.append(Section(" > ".join(h for _, h in stack)))
-        else:
+        elif b.strip():
             sections[-1].paragraphs.append(b)
     return title, [s for s in sections if s.paragraphs]
 
@@ -286,6 +286,10 @@ def read_rst(text: str, doc_id: str) -> Document:
 
 
 class _HTMLText(HTMLParser):
+    """Text blocks and (level, heading) markers of an HTML page. Scripts, styles, ``<nav>`` and
+    elements marked as navigation (``role="navigation"``, Sphinx's sidebar and related bars) are
+    skipped with everything inside them; a heading's permalink mark (Sphinx's ``¶``) is dropped."""
+
     _BLOCK = frozenset(
         [
             "p",
@@ -306,7 +310,6 @@ class _HTMLText(HTMLParser):
             "dt",
             "dl",
             "header",
-            "footer",
             "main",
             "aside",
             "figure",
@@ -315,14 +318,19 @@ class _HTMLText(HTMLParser):
             "hr",
         ]
     )
-    _SKIP = frozenset({"script", "style", "noscript", "template", "svg"})
+    _SKIP = frozenset({"script", "style", "noscript", "template", "svg", "nav", "footer"})
+    _SKIP_CLASS = re.compile(r"\b(sphinxsidebar|related|footer|headerlink|navigation)\b")
+    _VOID = frozenset(
+        ["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"]
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.blocks: list[tuple[int, str] | str] = []
         self.title = ""
         self._text: list[str] = []
-        self._skip = 0
+        self._depth = 0
+        self._skip_at: int | None = None  # depth of the skipped element we are inside
         self._pre = 0
         self._head: int | None = None
         self._in_title = False
@@ -331,7 +339,7 @@ class _HTMLText(HTMLParser):
         raw = "".join(self._text)
         self._text = []
         if self._head is not None:
-            head = " ".join(raw.split())
+            head = " ".join(raw.split()).rstrip("¶").strip()
             if head:
                 self.blocks.append((self._head, head))
         elif self._pre:
@@ -343,9 +351,17 @@ class _HTMLText(HTMLParser):
                 self.blocks.append(text)
 
     def handle_starttag(self, tag: str, attrs) -> None:
-        if tag in self._SKIP:
-            self._skip += 1
-        elif tag == "title":
+        void = tag in self._VOID
+        if not void:
+            self._depth += 1
+        if self._skip_at is not None:
+            return
+        a = dict(attrs)
+        if tag in self._SKIP or a.get("role") == "navigation" or self._SKIP_CLASS.search(a.get("class") or ""):
+            if not void:
+                self._skip_at = self._depth
+            return
+        if tag == "title":
             self._in_title = True
         elif re.fullmatch(r"h[1-6]", tag):
             self._flush()
@@ -355,9 +371,15 @@ class _HTMLText(HTMLParser):
             self._pre += tag == "pre"
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
-            self._skip = max(0, self._skip - 1)
-        elif tag == "title":
+        if tag in self._VOID:
+            return
+        depth = self._depth
+        self._depth = max(0, self._depth - 1)
+        if self._skip_at is not None:
+            if depth <= self._skip_at:
+                self._skip_at = None
+            return
+        if tag == "title":
             self._in_title = False
         elif re.fullmatch(r"h[1-6]", tag) and self._head is not None:
             self._flush()
@@ -367,7 +389,7 @@ class _HTMLText(HTMLParser):
             self._pre -= tag == "pre" and self._pre > 0
 
     def handle_data(self, data: str) -> None:
-        if self._skip:
+        if self._skip_at is not None:
             return
         if self._in_title:
             self.title += data
