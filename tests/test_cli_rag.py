@@ -155,3 +155,16 @@ def test_minilm_finds_the_python_faq_section(tmp_path, capsys):
     code, out, _ = genlab("rag", "eval", index, qa, capsys=capsys)
     result = json.loads(out)["retrieval"]
     assert result["hybrid"]["recall@5"] > 0.8
+
+
+def test_gold_matching_and_metrics_by_hand():
+    from genlab.rag.types import Chunk
+    from genlab.recipes.rag import matches, retrieval_metrics
+
+    c = Chunk(1, "faq/design.rst.txt", "/x", "Design FAQ", "Design FAQ > Why indentation?", 0, "text")
+    assert matches(c, {"doc_id": "faq/design.rst.txt", "section": "Why indentation?"})
+    assert matches(c, {"doc_id": "design.rst.txt", "section": None})  # the same file from another root
+    assert not matches(c, {"doc_id": "faq/design.rst.txt", "section": "indentation?"})  # whole headings only
+    assert not matches(c, {"doc_id": "faq/general.rst.txt", "section": None})
+    m = retrieval_metrics([1, 3, None, 25], ks=(1, 5, 20))
+    assert m == {"recall@1": 0.25, "recall@5": 0.5, "recall@20": 0.5, "mrr@20": pytest.approx((1 + 1 / 3) / 4)}

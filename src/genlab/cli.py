@@ -616,12 +616,15 @@ def rag_ingest(
     ] = 32,
     batch_size: Annotated[int, typer.Option(help="Chunks per embedding forward pass.")] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    headings: Annotated[
+        bool, typer.Option(help="Index each chunk with its title and heading path (--no-headings: the text alone).")
+    ] = True,
 ) -> None:
     """Ingest SOURCES into an index: changed documents are re-embedded, removed ones deleted."""
     from genlab.recipes.rag import ingest
 
     try:
-        report = ingest(sources, index, model, max_tokens, overlap, batch_size, progress)
+        report = ingest(sources, index, model, max_tokens, overlap, batch_size, progress, headings)
     except KeyboardInterrupt as e:
         report = getattr(e, "report", None)
         if report is not None:

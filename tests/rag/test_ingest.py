@@ -265,3 +265,13 @@ def test_sources_not_named_again_are_kept(tmp_path, encoder):
         ingest(store, encoder, [one, two], model_arg="tiny", progress=False, embed=CountingEmbed())
         report = ingest(store, encoder, [two], model_arg="tiny", progress=False, embed=CountingEmbed())
         assert report.removed == 0 and store.count()[0] == 4
+
+
+def test_an_index_keeps_its_heading_setting(tmp_path, encoder):
+    src = folder(tmp_path / "src")
+    embed = CountingEmbed()
+    with Store.open(tmp_path / "idx", create=True) as store:
+        ingest(store, encoder, [src], model_arg="tiny", progress=False, embed=embed, headings=False)
+        assert not store.headings and "Alpha is the first letter. It starts the alphabet." in embed.texts
+        with pytest.raises(ConfigError, match="without their heading lines"):
+            ingest(store, encoder, [src], model_arg="tiny", progress=False, embed=embed, headings=True)

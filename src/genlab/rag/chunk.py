@@ -66,8 +66,9 @@ class Passage:
     text: str
     tokens: int
 
-    def indexed_text(self, title: str) -> str:
-        return heading_line(title, self.section) + self.text
+    def indexed_text(self, title: str, headings: bool = True) -> str:
+        """What is embedded and BM25-indexed: the heading line and the passage (or the passage alone)."""
+        return (heading_line(title, self.section) if headings else "") + self.text
 
 
 def heading_line(title: str, section: str) -> str:
@@ -185,14 +186,17 @@ def pack(units: list[_Unit], budget: int, overlap: int) -> list[list[_Unit]]:
     return chunks
 
 
-def chunk_document(doc: Document, count: Counter, max_tokens: int = 200, overlap: int = 32) -> list[Passage]:
-    """A document's passages in order (see the module docstring); empty sections give none."""
+def chunk_document(
+    doc: Document, count: Counter, max_tokens: int = 200, overlap: int = 32, headings: bool = True
+) -> list[Passage]:
+    """A document's passages in order (see the module docstring); empty sections give none.
+    ``headings``: the heading line is indexed with each passage and counts against its budget."""
     if max_tokens < MIN_BUDGET:
         raise ValueError(f"max_tokens must be at least {MIN_BUDGET}, got {max_tokens}")
     if not 0 <= overlap < max_tokens:
         raise ValueError(f"overlap must lie in [0, max_tokens), got {overlap}")
     sections = [s for s in doc.sections if any(p.strip() for p in s.paragraphs)]
-    heads = count([heading_line(doc.title, s.path) for s in sections])
+    heads = count([heading_line(doc.title, s.path) for s in sections]) if headings else [0] * len(sections)
     out: list[Passage] = []
     for s, h in zip(sections, heads):
         budget = max(max_tokens - h, MIN_BUDGET)

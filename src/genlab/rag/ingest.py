@@ -640,6 +640,7 @@ def ingest(
     save_every_s: float = 30.0,
     progress: bool = True,
     embed: Callable | None = None,
+    headings: bool = True,
 ) -> IngestReport:
     """Bring ``store`` up to date with ``sources`` (see the module docstring).
 
@@ -648,6 +649,8 @@ def ingest(
     FAISS is saved (and the generation committed) every ``save_every_s`` seconds and at the end.
     A KeyboardInterrupt keeps every group written so far and re-raises after saving.
     ``embed`` (texts -> unit vectors) replaces the encoder's embedding pass (tests count calls).
+    ``headings``: index each chunk with its heading line (default) or as its text alone; an
+    index keeps the setting it was made with.
     """
     from tqdm import tqdm
 
@@ -667,7 +670,7 @@ def ingest(
             f"no documents found in {', '.join(map(str, sources))}: it holds no text, Markdown, reST, "
             "HTML, man or dictd files"
         )
-    settings = f"{encoder.source}|{max_tokens}|{overlap}"
+    settings = f"{encoder.source}|{max_tokens}|{overlap}|{int(headings)}"
     stored = store.documents(roots)
     by_file: dict[tuple[str, str], list] = {}
     for rec in stored.values():
@@ -704,6 +707,7 @@ def ingest(
     if not seen:
         raise DataError(f"no readable document in {', '.join(map(str, sources))}: the files hold no text")
     store.check_model(model_info(encoder, model_arg))  # after every read: bad input writes nothing
+    store.check_headings(headings)
     if touched:
         store.touch_documents(touched)
 
@@ -730,8 +734,8 @@ def ingest(
     bar = tqdm(total=n_docs, unit="doc", disable=not progress or not n_docs, file=sys.stderr, desc="ingest")
     try:
         for batch in _batches(todo, embed_group):
-            passages = [chunk_document(d, count, max_tokens, overlap) for _, d, _ in batch]
-            texts = [p.indexed_text(d.title) for (_, d, _), ps in zip(batch, passages) for p in ps]
+            passages = [chunk_document(d, count, max_tokens, overlap, headings) for _, d, _ in batch]
+            texts = [p.indexed_text(d.title, headings) for (_, d, _), ps in zip(batch, passages) for p in ps]
             vectors = embed_fn(texts) if texts else np.zeros((0, store.model().dim), np.float32)
             row = 0
             with store.transaction():

@@ -190,6 +190,25 @@ class Store:
                 "or ingest into a new --index"
             )
 
+    @property
+    def headings(self) -> bool:
+        """Whether each chunk is indexed with its heading line (the default) or as its text alone."""
+        return self.get_meta("headings") != "0"
+
+    def check_headings(self, headings: bool) -> None:
+        """Record the heading setting of a new index, or refuse the other one for an existing index."""
+        if self.get_meta("headings") is None or self.count()[0] == 0:
+            self.set_meta({"headings": "1" if headings else "0"})
+        elif self.headings != headings:
+            have = "with" if self.headings else "without"
+            raise ConfigError(
+                f"{self.root} indexes chunks {have} their heading lines: ingest "
+                f"{'without --no-headings' if self.headings else 'with --no-headings'}, or into a new --index"
+            )
+
+    def indexed_text(self, title: str, section: str, text: str) -> str:
+        return (heading_line(title, section) if self.headings else "") + text
+
     def transaction(self):
         return _Transaction(self.db)
 
@@ -334,7 +353,7 @@ class Store:
         retriever = None
         if rows:
             retriever = bm25s.BM25()
-            retriever.index(bm25_tokenize([heading_line(r[1], r[2]) + r[3] for r in rows]), show_progress=False)
+            retriever.index(bm25_tokenize([self.indexed_text(*r[1:]) for r in rows]), show_progress=False)
             retriever.save(str(tmp))
         else:
             tmp.mkdir()

@@ -49,6 +49,7 @@ def ingest(
     overlap: int = 32,
     batch_size: int = 32,
     progress: bool = True,
+    headings: bool = True,
 ) -> IngestReport:
     """Create or update the index ``index`` from ``sources`` (:func:`genlab.rag.ingest.ingest`).
 
@@ -71,7 +72,8 @@ def ingest(
     encoder = load_encoder(model)
     try:
         with Store.open(index, create=True) as store:
-            return ingest_into(store, encoder, sources, model, max_tokens, overlap, batch_size, progress=progress)
+            return ingest_into(store, encoder, sources, model, max_tokens, overlap, batch_size, progress=progress,
+                               headings=headings)  # fmt: skip
     except GenlabError:
         if created:
             shutil.rmtree(index, ignore_errors=True)
