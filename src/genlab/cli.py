@@ -630,8 +630,10 @@ def rag_ingest(
         if report is not None:
             typer.echo(report.summary() + "; run the same command again to finish", err=True)
         raise
-    for note in report.notes:
+    for note in report.notes[:5]:
         typer.echo(f"note: {note}", err=True)
+    if len(report.notes) > 5:
+        typer.echo(f"note: and {len(report.notes) - 5} more files skipped", err=True)
     typer.echo(report.summary())
 
 

@@ -224,6 +224,7 @@ def test_reingest_embeds_only_what_changed_and_removes_what_disappeared(tmp_path
     with Store.open(tmp_path / "idx", create=True) as store:
         first = ingest(store, encoder, [src], model_arg="tiny", progress=False, embed=embed)
         assert (first.added, first.changed, first.removed) == (3, 0, 0)
+        assert first.notes == ["skipped data.txt: not a text file (it holds NUL bytes)"]
         ids = set(store.dense_ids().tolist())
         assert len(ids) == store.count()[1] == first.chunks
         assert {c.doc_id for c in store.all_chunks()} == {"a.md", "b.rst", "sub/c.txt"}

@@ -547,6 +547,7 @@ class Parsed:
     mtime_ns: int
     size: int
     docs: list[tuple[Document, str]]  # (document, hash)
+    note: str | None = None  # why a file gave no document
 
 
 def read_file(f: SourceFile, settings: str, strict: bool) -> Parsed:
@@ -564,10 +565,12 @@ def read_file(f: SourceFile, settings: str, strict: bool) -> Parsed:
             raise NotText(f"{f.path} is not a readable gzip man page ({e})") from e
     try:
         text = sniff_text(data, str(f.path))
-    except NotText:
+    except NotText as e:
         if strict:
             raise
-        return Parsed(f, st.st_mtime_ns, st.st_size, [])
+        return Parsed(
+            f, st.st_mtime_ns, st.st_size, [], f"skipped {f.rel}: {str(e).split(': ')[0].split(' is ', 1)[-1]}"
+        )
     kind = f.kind
     if kind == "man" and not is_roff(text):
         kind = "text"
@@ -688,6 +691,8 @@ def ingest(
             report.unchanged += len(recs)
             continue
         parsed = read_file(f, settings, strict=str(f.path) in strict)
+        if parsed.note:
+            report.notes.append(parsed.note)
         keep = []
         for d, h in parsed.docs:
             key = (f.source, d.doc_id)
@@ -737,26 +742,19 @@ def ingest(
             passages = [chunk_document(d, count, max_tokens, overlap, headings) for _, d, _ in batch]
             texts = [p.indexed_text(d.title, headings) for (_, d, _), ps in zip(batch, passages) for p in ps]
             vectors = embed_fn(texts) if texts else np.zeros((0, store.model().dim), np.float32)
-            row = 0
+            olds = [stored[(p.file.source, d.doc_id)].id for p, d, _ in batch if (p.file.source, d.doc_id) in stored]
             with store.transaction():
-                olds = [
-                    stored[(p.file.source, d.doc_id)].id for p, d, _ in batch if (p.file.source, d.doc_id) in stored
-                ]
                 old_ids = store.delete_documents(olds)
                 new_ids: list[int] = []
                 for (p, d, h), ps in zip(batch, passages):
-                    key = (p.file.source, d.doc_id)
-                    if key in stored:
-                        report.changed += 1
-                    else:
-                        report.added += 1
                     new_ids += store.insert_document(
                         p.file.source, d.doc_id, p.file.rel, d.title, h, p.mtime_ns, p.size, generation, ps
                     )
-                    report.tokens += sum(x.tokens for x in ps)
-                    row += len(ps)
                 store.remove_vectors(old_ids)
                 store.add_vectors(new_ids, vectors)
+            report.changed += len(olds)  # counted once the group's transaction is in
+            report.added += len(batch) - len(olds)
+            report.tokens += sum(x.tokens for ps in passages for x in ps)
             for p, d, _ in batch:
                 stored.pop((p.file.source, d.doc_id), None)
             report.chunks += len(new_ids)
