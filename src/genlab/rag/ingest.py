@@ -53,39 +53,16 @@ from genlab.rag.store import ModelInfo, Store
 
 READER_VERSION = "1"  # part of every document hash: a reader change re-ingests
 SNIFF_BYTES = 8192
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 _MAN_NAME = re.compile(r"\.[1-9][a-z]*(\.gz)?$")
-_BINARY_SUFFIXES = frozenset(
-    [
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".gif",
-        ".ico",
-        ".pdf",
-        ".zip",
-        ".whl",
-        ".so",
-        ".o",
-        ".a",
-        ".pyc",
-        ".woff",
-        ".woff2",
-        ".ttf",
-        ".otf",
-        ".svgz",
-        ".mo",
-        ".db",
-        ".sqlite",
-        ".npy",
-        ".pt",
-        ".bin",
-        ".safetensors",
-        ".faiss",
-        ".xz",
-        ".bz2",
-        ".tar",
-        ".tgz",
-    ]
+_BINARY_SUFFIXES = _words(
+    ".png .jpg .jpeg .gif .ico .pdf .zip .whl .so .o .a .pyc .woff .woff2 .ttf .otf .svgz .mo .db "
+    ".sqlite .npy .pt .bin .safetensors .faiss .xz .bz2 .tar .tgz"
 )
 
 
@@ -196,24 +173,9 @@ def read_markdown(text: str, doc_id: str) -> Document:
 
 
 _ADORN = re.compile(r"([=\-`:'\"~^_*+#<>.])\1{2,}\s*$")
-_RST_DROP = frozenset(
-    [
-        "toctree",
-        "index",
-        "highlight",
-        "sectionauthor",
-        "moduleauthor",
-        "contents",
-        "only",
-        "include",
-        "raw",
-        "testsetup",
-        "testcleanup",
-        "literalinclude",
-        "image",
-        "figure",
-        "tabularcolumns",
-    ]
+_RST_DROP = _words(
+    "toctree index highlight sectionauthor moduleauthor contents only include raw testsetup "
+    "testcleanup literalinclude image figure tabularcolumns"
 )
 _DIRECTIVE = re.compile(r"^\.\.\s+([\w:-]+)::\s*(.*)$")
 
@@ -290,39 +252,13 @@ class _HTMLText(HTMLParser):
     elements marked as navigation (``role="navigation"``, Sphinx's sidebar and related bars) are
     skipped with everything inside them; a heading's permalink mark (Sphinx's ``¶``) is dropped."""
 
-    _BLOCK = frozenset(
-        [
-            "p",
-            "div",
-            "li",
-            "ul",
-            "ol",
-            "pre",
-            "br",
-            "tr",
-            "td",
-            "th",
-            "table",
-            "section",
-            "article",
-            "blockquote",
-            "dd",
-            "dt",
-            "dl",
-            "header",
-            "main",
-            "aside",
-            "figure",
-            "figcaption",
-            "form",
-            "hr",
-        ]
+    _BLOCK = _words(
+        "p div li ul ol pre br tr td th table section article blockquote dd dt dl header main aside "
+        "figure figcaption form hr"
     )
     _SKIP = frozenset({"script", "style", "noscript", "template", "svg", "nav", "footer"})
     _SKIP_CLASS = re.compile(r"\b(sphinxsidebar|related|footer|headerlink|navigation)\b")
-    _VOID = frozenset(
-        ["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"]
-    )
+    _VOID = _words("area base br col embed hr img input link meta source track wbr")
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
