@@ -649,11 +649,12 @@ def rag_query(
         str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON lines.")] = False,
+    bm25_weight: Annotated[float, typer.Option(help="Hybrid: the BM25 ranking's weight against dense (1).")] = 1.0,
 ) -> None:
     """Retrieve the passages that best answer QUESTION, with scores and citations."""
     from genlab.recipes.rag import format_hits, query
 
-    hits = query(index, question, mode, k, doc, source, model)
+    hits = query(index, question, mode, k, doc, source, model, bm25_weight=bm25_weight)
     # an answer reader (--answer extractive|generative) plugs in here and prints its cited answer
     if as_json:
         import json
@@ -675,6 +676,7 @@ def rag_eval(
     model: Annotated[
         str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
     ] = None,
+    bm25_weight: Annotated[float, typer.Option(help="Hybrid: the BM25 ranking's weight against dense (1).")] = 1.0,
 ) -> None:
     """Recall@1/5/20 and MRR of each retriever against the gold documents and sections."""
     import json
@@ -682,7 +684,8 @@ def rag_eval(
     from genlab.rag.retrieve import MODES
     from genlab.recipes.rag import evaluate
 
-    typer.echo(json.dumps(evaluate(index, questions, tuple(mode or MODES), rrf_k=rrf_k, model=model), indent=2))
+    result = evaluate(index, questions, tuple(mode or MODES), rrf_k=rrf_k, model=model, bm25_weight=bm25_weight)
+    typer.echo(json.dumps(result, indent=2))
 
 
 @rag_app.command("questions")

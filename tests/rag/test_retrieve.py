@@ -103,3 +103,11 @@ def test_a_query_model_other_than_the_index_model_is_refused(tmp_path):
         other = tiny_encoder("other-model")
         with pytest.raises(ConfigError, match="built with embeddings of tiny .*query model is other-model"):
             Retriever(store, other, model_info(other, "other-model"))
+
+
+def test_hybrid_with_bm25_weight_zero_keeps_the_dense_order(retriever):
+    q = "the red fruit on trees"
+    dense = [h.chunk.chunk_id for h in retriever.search(q, "dense", k=3)]
+    assert [h.chunk.chunk_id for h in retriever.search(q, "hybrid", k=3, bm25_weight=0.0)] == dense
+    with pytest.raises(ConfigError, match="BM25 weight"):
+        retriever.search(q, "hybrid", bm25_weight=-1.0)

@@ -7,7 +7,8 @@
 
       RRF(d) = sum_r  1 / (k + rank_r(d))        (rank 1-based; k = 60 in the paper)
 
-  a chunk missing from a ranking adds nothing for it.
+  a chunk missing from a ranking adds nothing for it. A weight per ranking (``bm25_weight`` for the
+  lexical one, 1 for the dense one) scales its terms.
 
 Filters: ``doc`` (a glob on document ids, ``faq/*``) and ``source`` (a glob on source roots)
 restrict every retriever to the matching chunks (FAISS through an id selector, bm25s through a
@@ -124,9 +125,11 @@ class Retriever:
         rrf_k: float = RRF_K,
         depth: int = 100,
         query_vector: np.ndarray | None = None,
+        bm25_weight: float = 1.0,
     ) -> list[Hit]:
         """The top ``k`` chunks for ``question`` under ``mode`` (dense, bm25, hybrid), with scores
-        (cosine, BM25 score, RRF score) and ranks. ``query_vector`` skips embedding (evaluation)."""
+        (cosine, BM25 score, RRF score) and ranks. ``query_vector`` skips embedding (evaluation);
+        ``bm25_weight`` weighs the BM25 ranking against the dense one (weight 1) in the fusion."""
         if mode not in MODES:
             raise ConfigError(f"unknown retrieval mode '{mode}': use one of {', '.join(MODES)}")
         if k < 1:
@@ -142,5 +145,7 @@ class Retriever:
         deep = max(depth, k)
         dense, _ = self.dense_ranking(q, deep, allowed)
         lexical, _ = self.bm25_ranking(question, deep, allowed)
-        fused = reciprocal_rank_fusion([dense, lexical], rrf_k)[:k]
+        if bm25_weight < 0:
+            raise ConfigError(f"the BM25 weight must be non-negative, got {bm25_weight}")
+        fused = reciprocal_rank_fusion([dense, lexical], rrf_k, [1.0, bm25_weight])[:k]
         return self._hits([i for i, _ in fused], [s for _, s in fused])

@@ -103,10 +103,11 @@ def query(
     source: str | None = None,
     model: str | None = None,
     rrf_k: float = RRF_K,
+    bm25_weight: float = 1.0,
 ) -> list[Hit]:
     retriever = open_retriever(index, model)
     try:
-        return retriever.search(question, mode, k, doc, source, rrf_k)
+        return retriever.search(question, mode, k, doc, source, rrf_k, bm25_weight=bm25_weight)
     finally:
         retriever.store.close()
 
@@ -182,6 +183,7 @@ def evaluate_retriever(
     ks: Sequence[int] = KS,
     rrf_k: float = RRF_K,
     depth: int = 100,
+    bm25_weight: float = 1.0,
 ) -> dict:
     """{mode: metrics} over ``rows`` (:func:`read_questions`); each question is embedded once."""
     from genlab.eval.embeddings import embed_texts
@@ -195,7 +197,8 @@ def evaluate_retriever(
     for m in modes:
         ranks = []
         for r, v in zip(rows, vectors):
-            hits = retriever.search(r["question"], m, max(ks), rrf_k=rrf_k, depth=depth, query_vector=v[None])
+            hits = retriever.search(r["question"], m, max(ks), rrf_k=rrf_k, depth=depth, query_vector=v[None],
+                                    bm25_weight=bm25_weight)  # fmt: skip
             ranks.append(rank_of(hits, r["gold"]))
         out[m] = retrieval_metrics(ranks, ks)
     return out
@@ -209,14 +212,16 @@ def evaluate(
     rrf_k: float = RRF_K,
     model: str | None = None,
     answer: Callable[[Retriever, list[dict]], dict] | None = None,
+    bm25_weight: float = 1.0,
 ) -> dict:
     """Retrieval metrics of ``index`` on an evaluation file; ``answer`` (the answer helper's hook:
     retriever and rows -> answer metrics) adds its result under ``"answer"``."""
     rows = read_questions(questions)
     retriever = open_retriever(index, model)
     try:
+        metrics = evaluate_retriever(retriever, rows, modes, ks, rrf_k, bm25_weight=bm25_weight)
         result = {"index": str(index), "questions": len(rows), "file": str(questions), "rrf_k": rrf_k,
-                  "retrieval": evaluate_retriever(retriever, rows, modes, ks, rrf_k)}  # fmt: skip
+                  "bm25_weight": bm25_weight, "retrieval": metrics}  # fmt: skip
         if answer is not None:
             result["answer"] = answer(retriever, rows)
         return result
