@@ -128,7 +128,7 @@ def bias_report(
 
 def _p(p: float, n: int, exact: bool) -> str:
     if p == 0.0:
-        return f"< {1 / n:.0e}" if not exact else "0"
+        return f"< {1 / n:.0e}" if not exact else "0 (exact)"
     return f"{p:.2g}" if p < 0.01 else f"{p:.3f}"
 
 
