@@ -740,6 +740,66 @@ def rag_questions(
     typer.echo(f"wrote {path}: {n} questions ({name}, {split})")
 
 
+# ---------------------------------------------------------------- genlab probe (bias, zero-shot)
+probe_app = typer.Typer(
+    help="Trust probes: WEAT and pronoun-completion bias tests, zero-shot against few-shot and fine-tuned.",
+    no_args_is_help=True,
+)
+app.add_typer(probe_app, name="probe")
+
+
+@probe_app.command("bias")
+def probe_bias(
+    model: Annotated[
+        str | None, typer.Argument(help="Encoder for the WEATs: minilm, a bert run directory or a HF BERT folder.")
+    ] = None,
+    lm: Annotated[str | None, typer.Option(help="A causal LM (gpt) run for the occupation-pronoun probe.")] = None,
+    test: Annotated[list[str] | None, typer.Option(help="Only these WEATs (weat1 ... weat10); repeatable.")] = None,
+    samples: Annotated[int, typer.Option(help="Random partitions when the exact test is too large.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Seed of the random partitions and of symmetric word drops.")] = 0,
+    checkpoint: Annotated[str, typer.Option(help="Run directories: which checkpoint, best or last.")] = "best",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON instead of the tables.")] = False,
+) -> None:
+    """WEAT effect sizes and permutation p-values (Caliskan et al. 2017) of an encoder, and/or the
+    log-ratio of P(he) to P(she) after templated occupation sentences for an LM (--lm)."""
+    import json
+
+    from genlab.recipes.probe import bias_report, pronoun_markdown, weat_markdown
+
+    rep = bias_report(model, lm, test or (), samples, seed, checkpoint)
+    if as_json:
+        typer.echo(json.dumps(rep))
+        return
+    parts = ([weat_markdown(rep["weat"])] if "weat" in rep else []) + (
+        [pronoun_markdown(rep["pronouns"])] if "pronouns" in rep else []
+    )
+    typer.echo("\n\n".join(parts))
+
+
+@probe_app.command("zero-shot")
+def probe_zero_shot(
+    model: Annotated[str, typer.Argument(help="Encoder: minilm, a bert run directory or a HF BERT folder.")],
+    task: Annotated[str, typer.Option(help="The classification task.")] = "fortunes-topics",
+    finetuned: Annotated[
+        str | None, typer.Option(help="A fine-tuned classifier run (encoder-classify) scored on the same test split.")
+    ] = None,
+    k: Annotated[list[int] | None, typer.Option(help="Few-shot examples per class; repeatable (1, 4, 16).")] = None,
+    seeds: Annotated[int, typer.Option(help="Few-shot draws per k (seeds 0 .. N-1).")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
+    checkpoint: Annotated[str, typer.Option(help="Run directories: which checkpoint, best or last.")] = "best",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON instead of the table.")] = False,
+) -> None:
+    """Zero-shot (label descriptions), few-shot (k per class) and fine-tuned test accuracy and macro-F1."""
+    import json
+
+    from genlab.recipes.probe import zero_shot_markdown, zero_shot_report
+
+    if seeds < 1:
+        raise GenlabError(f"--seeds must be at least 1, got {seeds}")
+    rep = zero_shot_report(model, task, finetuned, tuple(k or (1, 4, 16)), tuple(range(seeds)), batch_size, checkpoint)
+    typer.echo(json.dumps(rep) if as_json else zero_shot_markdown(rep))
+
+
 def main() -> None:
     global _DEBUG
     _DEBUG = "--debug" in sys.argv or os.environ.get("GENLAB_DEBUG") == "1"
