@@ -70,3 +70,10 @@ def test_repetition_penalty_pushes_seen_tokens_down():
     z = torch.tensor([[2.0, -1.0, 0.5]])
     seen = torch.tensor([[True, True, False]])
     assert repetition_penalty(z, seen, 2.0).tolist() == [[1.0, -2.0, 0.5]]
+
+
+def test_a_tiny_temperature_samples_the_argmax_instead_of_overflowing():
+    """logits / 1e-300 overflow to inf (softmax: nan); the max is shifted to 0 first (found by the API fuzzer)."""
+    logits = torch.tensor([[2.0, 5.0, -1.0, float("-inf")], [0.0, -3.0, 1.0, 0.5]])
+    for t in (1e-300, 5e-324):
+        assert sample_next(logits, t, generator=torch.Generator().manual_seed(0)).tolist() == [1, 2]

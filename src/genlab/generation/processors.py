@@ -105,6 +105,11 @@ def sample_next(
     """(B, V) logits of the last position -> (B,) next token ids (t = 0: argmax)."""
     if t == 0:
         return logits.argmax(dim=-1)
-    logits = min_p(top_p(top_k(temperature(logits.float(), t), k), p), mp)
+    z = temperature(logits.float(), t)
+    if bool(torch.isnan(z).any() | (z == float("inf")).any()):
+        # t so small that logits / t overflow (or t rounds to 0 in fp32): the distribution is one-hot on
+        # the argmax, which no filter removes
+        return logits.argmax(dim=-1)
+    logits = min_p(top_p(top_k(z, k), p), mp)
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
