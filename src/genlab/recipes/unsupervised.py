@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -328,7 +329,7 @@ def plot_projection(coords: np.ndarray, colours: np.ndarray | None, names: list[
             ax.legend(markerscale=max(1.0, 6 / np.sqrt(size)), fontsize=8, loc="best", framealpha=0.8)
         else:
             ax.scatter(*cols, s=size, c=colours, cmap="viridis", alpha=0.7, linewidths=0)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 90), fontsize=9)  # a long source path wraps instead of running off
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
