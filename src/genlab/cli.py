@@ -800,6 +800,111 @@ def probe_zero_shot(
     typer.echo(json.dumps(rep) if as_json else zero_shot_markdown(rep))
 
 
+# --- unsupervised tools: genlab cluster | project | basket (genlab.recipes.unsupervised) ---------------------
+
+_FEATURES_HELP = (
+    "A vae/cnn/vit/gpt run directory, fashion-mnist-pixels, fashion-mnist-pca50 (digits-... too), "
+    "minilm:FILE.txt, or a .npy/.npz file."
+)
+
+
+@app.command("cluster")
+def cluster_cmd(
+    features: Annotated[str, typer.Argument(help=_FEATURES_HELP)],
+    method: Annotated[str, typer.Option(help="kmeans or gmm (Gaussian mixture).")] = "kmeans",
+    k: Annotated[int, typer.Option("--k", help="Number of clusters.")] = 10,
+    labels: Annotated[
+        Path | None, typer.Option(help="Labels to score against: a .npy of integers or a text file, one a line.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write each point's cluster here (int64 .npy).")] = None,
+    limit: Annotated[int, typer.Option(help="Only the first N points (0: all).")] = 0,
+    split: Annotated[str, typer.Option(help="Image features: test or train images.")] = "test",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    checkpoint: Annotated[str, typer.Option(help="Run directories: which checkpoint, best or last.")] = "best",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+) -> None:
+    """Cluster features with k-means or a Gaussian mixture; prints JSON with the cluster sizes and,
+    when the points have labels, NMI and ARI against them."""
+    import json
+
+    from genlab.recipes.unsupervised import cluster_features, load_features
+
+    feats = load_features(features, labels, limit, split, checkpoint)
+    typer.echo(json.dumps(cluster_features(feats, method, k, seed, out, overwrite)))
+
+
+@app.command("project")
+def project_cmd(
+    features: Annotated[str, typer.Argument(help=_FEATURES_HELP)],
+    method: Annotated[str, typer.Option(help="pca, tsne or umap.")] = "pca",
+    dim: Annotated[int, typer.Option(help="Output coordinates (2 or 3 for a PNG).")] = 2,
+    out: Annotated[Path | None, typer.Option(help="Write the coordinates here (float32 .npy).")] = None,
+    png: Annotated[Path | None, typer.Option(help="Write a scatter plot here (.png).")] = None,
+    colour: Annotated[
+        str, typer.Option("--colour", "--color", help="PNG colours: label, kmeans, gmm (clusters of --k) or none.")
+    ] = "label",
+    k: Annotated[int, typer.Option("--k", help="Clusters, for --colour kmeans or gmm.")] = 10,
+    labels: Annotated[
+        Path | None, typer.Option(help="Labels to colour by: a .npy of integers or a text file, one a line.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Only the first N points (0: all; t-SNE takes at most 10,000).")] = 0,
+    split: Annotated[str, typer.Option(help="Image features: test or train images.")] = "test",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    checkpoint: Annotated[str, typer.Option(help="Run directories: which checkpoint, best or last.")] = "best",
+    overwrite: Annotated[bool, typer.Option(help="Replace existing --out / --png files.")] = False,
+) -> None:
+    """Project features to 2-D or 3-D with PCA, t-SNE or UMAP: the coordinates as .npy, a PNG
+    coloured by label or cluster; prints JSON."""
+    import json
+
+    from genlab.recipes.unsupervised import load_features, project_features
+
+    feats = load_features(features, labels, limit, split, checkpoint)
+    typer.echo(json.dumps(project_features(feats, method, dim, seed, out, png, colour, k, overwrite)))
+
+
+@app.command("basket")
+def basket_cmd(
+    transactions: Annotated[
+        str | None,
+        typer.Argument(
+            help="A text file, one basket a line, items separated by commas (default: debian-depends, "
+            "each Debian package's Depends: list as a basket: real data, derived)."
+        ),
+    ] = None,
+    min_support: Annotated[float, typer.Option(help="Keep itemsets in at least this fraction of baskets.")] = 0.01,
+    min_confidence: Annotated[float, typer.Option(help="Keep rules A -> C with P(C | A) at least this.")] = 0.5,
+    max_len: Annotated[int, typer.Option(help="Largest itemset (0: no limit).")] = 3,
+    top: Annotated[int, typer.Option(help="Show the N rules of highest lift (0: all).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Market-basket analysis: frequent itemsets by apriori and association rules with support,
+    confidence and lift (mlxtend)."""
+    import json
+
+    from genlab.recipes.unsupervised import basket_rules
+
+    result = basket_rules(transactions, min_support, min_confidence, max_len or None, top)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    typer.echo(
+        f"{result['baskets']:,} baskets of {result['items']:,} items ({result['source']}; kind: {result['kind']})\n"
+        f"{result['frequent_itemsets']:,} itemsets with support >= {min_support:g}, {result['rules']:,} rules with "
+        f"confidence >= {min_confidence:g}; the top {len(result['top'])} by lift:"
+    )
+    table = Table()
+    for col in ("antecedent", "consequent", "support", "confidence", "lift"):
+        table.add_column(col, justify="left" if col in ("antecedent", "consequent") else "right")
+    for r in result["top"]:
+        table.add_row(", ".join(r["antecedent"]), ", ".join(r["consequent"]), f"{r['support']:.4f}",
+                      f"{r['confidence']:.3f}", f"{r['lift']:.2f}")  # fmt: skip
+    Console().print(table)
+
+
 def main() -> None:
     global _DEBUG
     _DEBUG = "--debug" in sys.argv or os.environ.get("GENLAB_DEBUG") == "1"
