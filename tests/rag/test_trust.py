@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from genlab.core.errors import DataError
 from genlab.data.chat import split_of
 from genlab.rag.answer import NOT_IN_KB, Answer, Citation, answer
 from genlab.rag.trust import (
     Question,
+    answer_metrics,
     element_fact_questions,
     faq_questions,
     format_table,
+    gold_answers,
     gold_fed,
     is_correct,
     random_passage,
@@ -97,3 +100,15 @@ def test_element_fact_questions():
     assert len(element_fact_questions(ELEMENTS, None)) == 309
     test = element_fact_questions(ELEMENTS, "test")
     assert test and all(q.split == "test" and q.kind == "templated" for q in test)
+
+
+def test_answer_metrics_of_rag_eval():
+    rows = [{"question": "What is the atomic number of Iron?", "answers": ["26"]},
+            {"question": "What is Python?", "answer": FAQ.text}]  # fmt: skip
+    assert gold_answers(rows[1]) == ["Python is an interpreted, interactive, object-oriented programming language."]
+    retrieve = lambda q: [Hit(IRON, 0.9, 1)] if "Iron" in q else [Hit(FAQ, 0.1, 1)]
+    reply = lambda q, hits, t: answer(q, hits, Fixed("26 [1]"), t)
+    m = answer_metrics(rows, retrieve, reply, threshold=0.5)
+    assert m == {"n": 2, "exact_match": 0.5, "f1": 0.5, "groundedness": 1.0, "abstained": 0.5}
+    with pytest.raises(DataError, match="needs a 'question'"):
+        answer_metrics([{"q": 1}], retrieve, reply)

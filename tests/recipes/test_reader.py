@@ -12,7 +12,7 @@ from genlab.core.errors import ConfigError
 from genlab.data.span_qa import KIND
 from genlab.rag.reader import ExtractiveReader
 from genlab.recipes import load_recipe, run_task
-from genlab.recipes.reader import ReaderRecipe
+from genlab.recipes.reader import ReaderRecipe, answerer
 from genlab.runs import load_run
 
 pytestmark = pytest.mark.skipif(
@@ -79,3 +79,12 @@ def test_bad_negatives_share_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"data.negatives is a share .* got 2.0"):
         run_task(recipe, run_dir=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_answerer_needs_a_model_or_an_endpoint():
+    with pytest.raises(ConfigError, match="--answer extractive needs --model RUN"):
+        answerer("extractive")
+    with pytest.raises(ConfigError, match="needs --llm-url URL .* or --model RUN"):
+        answerer("generative")
+    with pytest.raises(ConfigError, match="unknown reader 'magic'"):
+        answerer("magic")

@@ -33,9 +33,9 @@ from pathlib import Path
 
 from genlab.core.errors import DataError
 from genlab.data.chat import check_answer, element_questions, read_elements, split_of
-from genlab.data.span_qa import faq_examples
-from genlab.eval.qa import groundedness, normalize, token_f1
-from genlab.rag.answer import Answer, tune_threshold
+from genlab.data.span_qa import faq_examples, first_sentence
+from genlab.eval.qa import exact_match, groundedness, normalize, token_f1
+from genlab.rag.answer import NOT_IN_KB, Answer, build_prompt, closed_book_messages, tune_threshold
 from genlab.rag.types import Chunk, Hit
 
 FAQ_F1 = 0.5  # an FAQ answer is right at this token F1 against the gold answer's first sentence
@@ -172,6 +172,77 @@ def tune_abstention(questions: Sequence[Question], retrieve: Callable[[str], lis
     return tune_threshold(scores, right)
 
 
+def reader_conversations(faq: Sequence[dict], elements_index: Path | None, split: str = "train",
+                         seed: int = 0) -> list[dict]:  # fmt: skip
+    """SFT conversations that teach a chat model both ways of answering, from one split (templated
+    prompts over real text): closed-book (:data:`CLOSED_BOOK_PROMPT`, the question, the gold
+    answer) and open-book (:func:`genlab.rag.answer.build_prompt` with the gold passage and a
+    distractor in random order, the gold answer citing the gold passage's number; one in four
+    with the distractor alone, answered :data:`NOT_IN_KB`). FAQ rows as for :func:`faq_questions`;
+    element facts from the dict-elements ``elements_index``."""
+    rng = random.Random(seed)
+    items = [(e.question, e.answer, Chunk(i, e.item.split("#")[0], e.source, "FAQ", e.question, 0, e.context), e.item)
+             for i, e in enumerate(faq_examples(faq)) if e.split == split]  # fmt: skip
+    if elements_index is not None:
+        from genlab.data.span_qa import element_examples
+
+        items += [(e.question, e.answer, Chunk(10**6 + i, "elements", "elements", e.item, "", 0, e.context), e.item)
+                  for i, e in enumerate(element_examples(elements_index)) if e.split == split]  # fmt: skip
+    out = []
+    for question, gold, chunk, item in items:
+        other = rng.choice(items)[2]
+        if other.text == chunk.text:
+            continue
+        out.append({"messages": [*closed_book_messages(question), {"role": "assistant", "content": gold}]})
+        if rng.random() < 0.25:
+            prompt, reply = build_prompt(question, [other]), NOT_IN_KB
+        else:
+            order = [chunk, other] if rng.random() < 0.5 else [other, chunk]
+            prompt, reply = build_prompt(question, order), f"{gold} [{order.index(chunk) + 1}]"
+        out.append({"messages": [*prompt.messages, {"role": "assistant", "content": reply}]})
+        for row in out[-2:]:
+            row.update(source=chunk.source, kind="templated", item=item, split=split)
+    return out
+
+
+def gold_answers(row: dict) -> list[str]:
+    """The gold answers of an evaluation row: ``answers`` (a list) if given, else the first
+    sentence of ``answer`` (an FAQ answer: its lead sentence, the span of :mod:`genlab.data.span_qa`),
+    else ``answer`` whole."""
+    if isinstance(row.get("answers"), list) and row["answers"]:
+        return [str(a) for a in row["answers"]]
+    text = str(row.get("answer", ""))
+    span = first_sentence(text)
+    return [text[span[0] : span[1]] if span else text.strip()]
+
+
+def answer_metrics(rows: Sequence[dict], retrieve: Callable[[str], list[Hit]],
+                   reply: Callable[[str, list[Hit], float | None], Answer],
+                   threshold: float | None = None) -> dict:  # fmt: skip
+    """Exact match, token F1 (both over all rows; an abstention scores 0), groundedness (over the
+    rows answered) and the abstention rate of ``reply`` on rows ``{"question", "answer" or
+    "answers"}``, each question's passages from ``retrieve``."""
+    em, f1, grounded, abstained = [], [], [], 0
+    for row in rows:
+        question = row.get("question") or row.get("prompt")
+        if not isinstance(question, str) or not question.strip():
+            raise DataError(f"an evaluation row needs a 'question', got keys {sorted(row)}")
+        gold = gold_answers(row)
+        a = reply(question, retrieve(question), threshold)
+        if a.abstained:
+            abstained += 1
+            em.append(0.0)
+            f1.append(0.0)
+            continue
+        em.append(exact_match(a.text, gold))
+        f1.append(token_f1(a.text, gold))
+        grounded.append(groundedness(a.text, a.cited_texts()))
+    n = len(rows)
+    return {"n": n, "exact_match": sum(em) / n if n else 0.0, "f1": sum(f1) / n if n else 0.0,
+            "groundedness": sum(grounded) / len(grounded) if grounded else None,
+            "abstained": abstained / n if n else 0.0}  # fmt: skip
+
+
 def random_passage(chunks: Sequence[Chunk], seed: int = 0) -> Callable[[str], list[Hit]]:
     """A "retriever" that hands one chunk drawn at random: the no-retrieval baseline of a reader
     that cannot answer without a passage."""
@@ -184,6 +255,8 @@ def random_passage(chunks: Sequence[Chunk], seed: int = 0) -> Callable[[str], li
 
 __all__ = [
     "FAQ_F1",
+    "answer_metrics",
+    "gold_answers",
     "Question",
     "element_fact_questions",
     "faq_questions",
@@ -192,6 +265,7 @@ __all__ = [
     "held_out_questions",
     "is_correct",
     "random_passage",
+    "reader_conversations",
     "score",
     "summarize",
     "trust_table",

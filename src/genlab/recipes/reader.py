@@ -18,6 +18,7 @@ model back, and ``ExtractiveReader.from_run(RUN)`` reads with it at the run's wi
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,7 +31,9 @@ from genlab.data.span_qa import KIND, SOURCES, SpanExample, span_qa_examples
 from genlab.data.tokenized import real_tokens
 from genlab.eval.qa import exact_match, token_f1
 from genlab.models.bert import Bert, transfer_encoder
+from genlab.rag.answer import Answer, OpenAIChat, RunChat, answer
 from genlab.rag.reader import ExtractiveReader, Windows, span_extraction_loss, span_targets, windows
+from genlab.rag.types import Hit
 from genlab.recipes import runner
 from genlab.runs.finetune import finetune_start
 from genlab.training.engine import Phase, TrainConfig, Trainer
@@ -177,3 +180,34 @@ def _prepare(r: ReaderRecipe, s: runner.Session) -> runner.Setup:
 
 
 train_reader = runner.entry_point("qa", ReaderRecipe, _prepare, check=_check)
+
+
+# ---------------------------------------------------------------- answering (genlab rag query --answer)
+
+READERS = ("extractive", "generative")
+Reply = Callable[[str, list[Hit], float | None], Answer]
+
+
+def answerer(kind: str, model: str = "", llm_url: str = "", api_key: str = "", timeout: float = 60.0,
+             max_new_tokens: int = 128) -> Reply:  # fmt: skip
+    """``(question, hits, threshold) -> Answer`` for ``genlab rag query --answer KIND``:
+    ``extractive`` reads spans with a reader run (``--model RUN``, :func:`train_reader`);
+    ``generative`` asks an OpenAI-compatible endpoint (``--llm-url``, ``--model`` names the
+    endpoint's model) or, without a URL, a genlab chat run (``--model RUN``)."""
+    if kind == "extractive":
+        if not model:
+            raise ConfigError("--answer extractive needs --model RUN: a reader run (genlab train rag/reader)")
+        reader = ExtractiveReader.from_run(model)
+        return lambda q, hits, t: reader.answer(q, hits, t)
+    if kind == "generative":
+        if llm_url:
+            gen = OpenAIChat(llm_url, model, api_key, timeout, max_new_tokens)
+        elif model:
+            gen = RunChat(model, max_new_tokens=max_new_tokens)
+        else:
+            raise ConfigError(
+                "--answer generative needs --llm-url URL (any OpenAI-compatible endpoint) "
+                "or --model RUN (a genlab chat run)"
+            )
+        return lambda q, hits, t: answer(q, hits, gen, t)
+    raise ConfigError(f"unknown reader '{kind}': use --answer {' or '.join(READERS)}")
