@@ -98,7 +98,7 @@ def test_faq_questions_keep_one_split():
 @pytest.mark.skipif(not ELEMENTS.is_file(), reason="needs Debian dict-elements")
 def test_element_fact_questions():
     assert len(element_fact_questions(ELEMENTS, None)) == 309
-    test = element_fact_questions(ELEMENTS, "test")
+    test = element_fact_questions(ELEMENTS, ("test",))
     assert test and all(q.split == "test" and q.kind == "templated" for q in test)
 
 

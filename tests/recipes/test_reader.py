@@ -12,7 +12,7 @@ from genlab.core.errors import ConfigError
 from genlab.data.span_qa import KIND
 from genlab.rag.reader import ExtractiveReader
 from genlab.recipes import load_recipe, run_task
-from genlab.recipes.reader import ReaderRecipe, answerer
+from genlab.recipes.reader import ReaderRecipe, answerer, eval_answers
 from genlab.runs import load_run
 
 pytestmark = pytest.mark.skipif(
@@ -88,3 +88,20 @@ def test_answerer_needs_a_model_or_an_endpoint():
         answerer("generative")
     with pytest.raises(ConfigError, match="unknown reader 'magic'"):
         answerer("magic")
+
+
+def test_eval_answers_hook_runs_the_reader_over_the_retriever():
+    from genlab.rag.answer import Answer, Citation
+    from genlab.rag.types import Chunk, Hit
+
+    chunk = Chunk(0, "elements", "elements", "iron", "", 0, "iron Atomic number: 26")
+
+    class Retriever:
+        def search(self, question, mode, k):
+            assert (mode, k) == ("bm25", 2)
+            return [Hit(chunk, 1.0, 1)]
+
+    reply = lambda q, hits, t: Answer("26 [1]", [Citation(1, hits[0].chunk)], chunks=[hits[0].chunk])
+    out = eval_answers(reply, "bm25", 2)(Retriever(), [{"question": "Z of iron?", "answers": ["26"]}])
+    assert out == {"mode": "bm25", "k": 2, "threshold": None, "n": 1, "exact_match": 1.0, "f1": 1.0,
+                   "groundedness": 1.0, "abstained": 0.0}  # fmt: skip

@@ -62,25 +62,26 @@ def faq_questions(rows: Sequence[dict], split: str) -> list[Question]:
             for e in faq_examples(rows) if e.split == split]  # fmt: skip
 
 
-def element_fact_questions(index: Path, split: str | None) -> list[Question]:
-    """The element questions of ``split`` (None: all) from the dict-elements ``index``."""
+def element_fact_questions(index: Path, splits: Sequence[str] | None) -> list[Question]:
+    """The element questions whose element is in one of ``splits`` (None: all) from the dict-elements ``index``."""
     out = []
     for q in element_questions(read_elements(index)):
         s = split_of(f"elements:{q['item']}")
-        if split is None or s == split:
+        if splits is None or s in splits:
             out.append(Question(q["prompt"], q["answer"], "elements", "templated", s, "", q))
     return out
 
 
-def held_out_questions(split: str = "test", elements_split: str | None = "test") -> list[Question]:
-    """The Python FAQ questions of ``split`` and the element facts of ``elements_split`` (None: all
-    103 x 3, for a reader that never trained on elements) on this machine's Debian packages."""
+def held_out_questions(split: str = "test", element_splits: Sequence[str] | None = ("test",)) -> list[Question]:
+    """The Python FAQ questions of ``split`` and the element facts of ``element_splits`` on this
+    machine's Debian packages. For readers that never trained on elements every element is held
+    out: test on ``("train", "test")`` and tune on ``("validation",)``, which stay disjoint."""
     from genlab.data.sources import DICTD_DIR, faq_rows
 
     out = faq_questions(faq_rows(("python-faq",)), split)
     index = DICTD_DIR / "elements.index"
     if index.is_file():
-        out += element_fact_questions(index, elements_split)
+        out += element_fact_questions(index, element_splits)
     if not out:
         raise DataError("no held-out questions: install python3-doc and dict-elements")
     return out

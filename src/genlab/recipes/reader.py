@@ -33,6 +33,7 @@ from genlab.eval.qa import exact_match, token_f1
 from genlab.models.bert import Bert, transfer_encoder
 from genlab.rag.answer import Answer, OpenAIChat, RunChat, answer
 from genlab.rag.reader import ExtractiveReader, Windows, span_extraction_loss, span_targets, windows
+from genlab.rag.trust import answer_metrics
 from genlab.rag.types import Hit
 from genlab.recipes import runner
 from genlab.runs.finetune import finetune_start
@@ -211,3 +212,21 @@ def answerer(kind: str, model: str = "", llm_url: str = "", api_key: str = "", t
             )
         return lambda q, hits, t: answer(q, hits, gen, t)
     raise ConfigError(f"unknown reader '{kind}': use --answer {' or '.join(READERS)}")
+
+
+def format_answer(a: Answer) -> str:
+    """What ``genlab rag query --answer`` prints: the answer, then ``[n] document § section`` per citation."""
+    return a.format()
+
+
+def eval_answers(reply: Reply, mode: str = "hybrid", k: int = 3, threshold: float | None = None):
+    """The answer hook of ``genlab rag eval``: (retriever, rows) -> exact match, token F1,
+    groundedness and abstentions of ``reply`` over each row's top-``k`` ``mode`` hits
+    (:func:`genlab.rag.trust.answer_metrics`; gold: the row's ``answers`` or the first sentence
+    of its ``answer``)."""
+
+    def run(retriever, rows: list[dict]) -> dict:
+        result = answer_metrics(rows, lambda q: retriever.search(q, mode, k), reply, threshold)
+        return {"mode": mode, "k": k, "threshold": threshold, **result}
+
+    return run
