@@ -257,6 +257,14 @@ def test_openai_endpoint_answers_with_citations(fake_llm):
     assert closed_book("What is the answer?", llm).text == "no passages [1] [9]"
 
 
+def test_openai_prompt_fitted_to_a_character_budget(fake_llm):
+    llm = OpenAIChat(fake_llm, timeout=10, max_prompt_chars=len(SYSTEM_PROMPT) + 400)
+    a = answer("What is the answer?", hits("The answer is 42. " * 30, "Unrelated."), llm)
+    sent = _Fake.requests[-1][2]["messages"]
+    assert sum(len(m["content"]) for m in sent) <= len(SYSTEM_PROMPT) + 400
+    assert a.chunks and len(a.chunks) == 1 and a.text.startswith("The answer is 42.")
+
+
 def test_openai_http_error_is_one_line(fake_llm):
     with pytest.raises(GenlabError, match="answered HTTP 404: model 'missing' not found second line") as e:
         OpenAIChat(fake_llm + "/v1/", model="missing", timeout=10).complete([{"role": "user", "content": "hi"}])

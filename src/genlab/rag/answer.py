@@ -258,18 +258,25 @@ class OpenAIChat:
     """A chat model behind any OpenAI-compatible endpoint: ``POST {url}/chat/completions``.
 
     ``url`` is the API base (``http://127.0.0.1:8000/v1``; a URL without ``/v1`` gets it). Errors
-    are one line: an unreachable server, a timeout, an HTTP error (its message), a reply that is
-    not a chat completion. The endpoint's context is its own business: its error is passed on.
+    are one line: an unreachable server, a timeout, an HTTP error (its message, e.g. a prompt over
+    the endpoint's context), a reply that is not a chat completion. Its tokenizer is unknown here:
+    ``max_prompt_chars`` fits the passages to that many characters of message text instead.
     """
 
-    def __init__(self, url: str, model: str = "", api_key: str = "", timeout: float = 60.0,
-                 max_tokens: int = 128, temperature: float = 0.0) -> None:  # fmt: skip
+    def __init__(self, url: str, model: str = "", api_key: str = "", timeout: float = 60.0, max_tokens: int = 128,
+                 temperature: float = 0.0, max_prompt_chars: int | None = None) -> None:  # fmt: skip
         if not re.match(r"^https?://", url):
             raise ConfigError(f"--llm-url must be an http(s) URL such as http://127.0.0.1:8000/v1, got '{url}'")
         url = url.rstrip("/")
         self.url = url if url.endswith("/v1") else f"{url}/v1"
         self.model, self.api_key, self.timeout = model, api_key, timeout
         self.max_tokens, self.temperature = max_tokens, temperature
+        self.budget = max_prompt_chars  # with count: build_prompt fits the passages (None: send them all)
+
+    @staticmethod
+    def count(messages: list[dict]) -> int:
+        """Characters of message text: the unit of ``max_prompt_chars``."""
+        return sum(len(m["content"]) for m in messages)
 
     def _post(self, path: str, body: dict) -> dict:
         headers = {"content-type": "application/json"}

@@ -190,11 +190,12 @@ Reply = Callable[[str, list[Hit], float | None], Answer]
 
 
 def answerer(kind: str, model: str = "", llm_url: str = "", api_key: str = "", timeout: float = 60.0,
-             max_new_tokens: int = 128) -> Reply:  # fmt: skip
+             max_new_tokens: int = 128, max_prompt_chars: int | None = None) -> Reply:  # fmt: skip
     """``(question, hits, threshold) -> Answer`` for ``genlab rag query --answer KIND``:
     ``extractive`` reads spans with a reader run (``--model RUN``, :func:`train_reader`);
     ``generative`` asks an OpenAI-compatible endpoint (``--llm-url``, ``--model`` names the
-    endpoint's model) or, without a URL, a genlab chat run (``--model RUN``)."""
+    endpoint's model; ``max_prompt_chars`` fits the passages to its context) or, without a URL, a
+    genlab chat run (``--model RUN``, fitted to its context by its own tokenizer)."""
     if kind == "extractive":
         if not model:
             raise ConfigError("--answer extractive needs --model RUN: a reader run (genlab train rag/reader)")
@@ -202,7 +203,7 @@ def answerer(kind: str, model: str = "", llm_url: str = "", api_key: str = "", t
         return lambda q, hits, t: reader.answer(q, hits, t)
     if kind == "generative":
         if llm_url:
-            gen = OpenAIChat(llm_url, model, api_key, timeout, max_new_tokens)
+            gen = OpenAIChat(llm_url, model, api_key, timeout, max_new_tokens, max_prompt_chars=max_prompt_chars)
         elif model:
             gen = RunChat(model, max_new_tokens=max_new_tokens)
         else:
