@@ -595,6 +595,109 @@ def convert_genlab_to_hf(
     typer.echo(f"load it with: transformers.{auto}.from_pretrained('{out}')")
 
 
+# --- genlab rag: ingest, query, eval (retrieval-augmented generation) -----------------------
+
+rag_app = typer.Typer(help="Retrieval-augmented generation: ingest documents, query, evaluate.", no_args_is_help=True)
+app.add_typer(rag_app, name="rag")
+
+
+@rag_app.command("ingest")
+def rag_ingest(
+    sources: Annotated[
+        list[Path], typer.Argument(help="Files or folders: text, Markdown, reST, HTML, man, dictd .index.")
+    ],
+    index: Annotated[Path, typer.Option("--index", help="The index folder (created, or updated in place).")],
+    model: Annotated[
+        str, typer.Option("--embed-model", help="Embedding model: minilm, a bert run directory or a HF BERT folder.")
+    ] = "minilm",
+    max_tokens: Annotated[int, typer.Option(help="Tokens per chunk, its heading line included.")] = 200,
+    overlap: Annotated[
+        int, typer.Option(help="Tokens of whole sentences repeated after a cut inside a paragraph.")
+    ] = 32,
+    batch_size: Annotated[int, typer.Option(help="Chunks per embedding forward pass.")] = 32,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    headings: Annotated[
+        bool, typer.Option(help="Index each chunk with its title and heading path (--no-headings: the text alone).")
+    ] = True,
+) -> None:
+    """Ingest SOURCES into an index: changed documents are re-embedded, removed ones deleted."""
+    from genlab.recipes.rag import ingest
+
+    try:
+        report = ingest(sources, index, model, max_tokens, overlap, batch_size, progress, headings)
+    except KeyboardInterrupt as e:
+        report = getattr(e, "report", None)
+        if report is not None:
+            typer.echo(report.summary() + "; run the same command again to finish", err=True)
+        raise
+    for note in report.notes[:5]:
+        typer.echo(f"note: {note}", err=True)
+    if len(report.notes) > 5:
+        typer.echo(f"note: and {len(report.notes) - 5} more files skipped", err=True)
+    typer.echo(report.summary())
+
+
+@rag_app.command("query")
+def rag_query(
+    index: Annotated[Path, typer.Argument(help="An index folder made by genlab rag ingest.")],
+    question: Annotated[str, typer.Argument(help="The question.")],
+    mode: Annotated[str, typer.Option(help="dense, bm25 or hybrid (reciprocal rank fusion).")] = "hybrid",
+    k: Annotated[int, typer.Option("-k", "--k", help="How many passages.")] = 5,
+    doc: Annotated[str | None, typer.Option(help="Only documents whose id matches this glob (faq/*).")] = None,
+    source: Annotated[str | None, typer.Option(help="Only sources whose root matches this glob.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON lines.")] = False,
+) -> None:
+    """Retrieve the passages that best answer QUESTION, with scores and citations."""
+    from genlab.recipes.rag import format_hits, query
+
+    hits = query(index, question, mode, k, doc, source, model)
+    # an answer reader (--answer extractive|generative) plugs in here and prints its cited answer
+    if as_json:
+        import json
+
+        for h in hits:
+            typer.echo(json.dumps({"rank": h.rank, "score": h.score, **dataclasses.asdict(h.chunk)}))
+    else:
+        typer.echo(format_hits(hits))
+
+
+@rag_app.command("eval")
+def rag_eval(
+    index: Annotated[Path, typer.Argument(help="An index folder made by genlab rag ingest.")],
+    questions: Annotated[
+        Path, typer.Argument(help='JSONL rows {"question", "gold": DOC_ID or {"doc_id", "section"}}.')
+    ],
+    mode: Annotated[list[str] | None, typer.Option(help="Retrievers to score (default: dense, bm25, hybrid).")] = None,
+    rrf_k: Annotated[float, typer.Option(help="The k of reciprocal rank fusion.")] = 60.0,
+    model: Annotated[
+        str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
+    ] = None,
+) -> None:
+    """Recall@1/5/20 and MRR of each retriever against the gold documents and sections."""
+    import json
+
+    from genlab.rag.retrieve import MODES
+    from genlab.recipes.rag import evaluate
+
+    typer.echo(json.dumps(evaluate(index, questions, tuple(mode or MODES), rrf_k=rrf_k, model=model), indent=2))
+
+
+@rag_app.command("questions")
+def rag_questions(
+    name: Annotated[str, typer.Argument(help="The question set: python-faq (Debian python3-doc).")],
+    output: Annotated[Path, typer.Argument(help="The JSONL file to write.")],
+    split: Annotated[str, typer.Option(help="validation, test, train or all.")] = "test",
+) -> None:
+    """Write an evaluation set for genlab rag eval (Python FAQ questions, their FAQ section as gold)."""
+    from genlab.recipes.rag import write_questions
+
+    path, n = write_questions(name, output, split)
+    typer.echo(f"wrote {path}: {n} questions ({name}, {split})")
+
+
 def main() -> None:
     global _DEBUG
     _DEBUG = "--debug" in sys.argv or os.environ.get("GENLAB_DEBUG") == "1"

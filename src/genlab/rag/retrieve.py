@@ -1,0 +1,146 @@
+"""Retrieval over an index: dense (FAISS), lexical (bm25s) and hybrid by reciprocal rank fusion.
+
+- dense: the question's unit MiniLM embedding against every chunk's, by inner product (= cosine);
+- bm25: Okapi BM25 (Robertson & Zaragoza 2009) of bm25s over the same chunk texts;
+- hybrid: reciprocal rank fusion (Cormack, Clarke & Büttcher 2009) of the two rankings, each
+  cut at ``depth``::
+
+      RRF(d) = sum_r  1 / (k + rank_r(d))        (rank 1-based; k = 60 in the paper)
+
+  a chunk missing from a ranking adds nothing for it.
+
+Filters: ``doc`` (a glob on document ids, ``faq/*``) and ``source`` (a glob on source roots)
+restrict every retriever to the matching chunks (FAISS through an id selector, bm25s through a
+weight mask), so the top-k are the best *matching* chunks, not a filtered top-k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from genlab.core.errors import ConfigError, TokenizerError
+from genlab.rag.store import ModelInfo, Store, _faiss, bm25_tokenize
+from genlab.rag.types import Hit
+
+MODES = ("dense", "bm25", "hybrid")
+RRF_K = 60
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[int]], k: float = RRF_K, weights: Sequence[float] | None = None
+) -> list[tuple[int, float]]:
+    """Fuse rankings (each a list of ids, best first) into [(id, score)], best first.
+
+    score(d) = sum_r w_r / (k + rank_r(d)), rank 1-based; ties go to the id seen first (in the
+    first ranking, then the next), so the result is deterministic."""
+    if k < 0:
+        raise ValueError(f"RRF k must be non-negative, got {k}")
+    weights = [1.0] * len(rankings) if weights is None else list(weights)
+    if len(weights) != len(rankings):
+        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
+    score: dict[int, float] = {}
+    for ranking, w in zip(rankings, weights):
+        for r, d in enumerate(ranking, start=1):
+            score[d] = score.get(d, 0.0) + w / (k + r)
+    order = {d: i for i, d in enumerate(score)}  # first appearance
+    return sorted(score.items(), key=lambda kv: (-kv[1], order[kv[0]]))
+
+
+class Retriever:
+    """Dense, BM25 and hybrid search over an open :class:`Store`, with ``encoder`` for queries.
+
+    The encoder must be the one the index was built with (name, dim and tokenizer): another is a
+    ConfigError that names both."""
+
+    def __init__(self, store: Store, encoder, info: ModelInfo) -> None:
+        built = store.model()
+        if built is None:
+            raise ConfigError(f"{store.root} holds no documents yet: ingest some first")
+        if (built.name, built.dim, built.tokenizer_sha256) != (info.name, info.dim, info.tokenizer_sha256):
+            raise ConfigError(
+                f"{store.root} was built with embeddings of {built.name} (dim {built.dim}); the query model is "
+                f"{info.name} (dim {info.dim}): query with --embed-model {built.arg}, or ingest again with this model"
+            )
+        self.store = store
+        self.encoder = encoder
+
+    # ----------------------------------------------------------------------- query
+    def embed_query(self, question: str) -> np.ndarray:
+        """(1, C) unit embedding of ``question``; a question over the encoder's limit is refused."""
+        from genlab.eval.embeddings import embed_texts
+
+        if not question.strip():
+            raise ConfigError("the question is empty: ask something")
+        limit = self.encoder.max_length
+        n = len(self.encoder.tokenizer.encode(question, add_special_tokens=True))
+        if n > limit:
+            raise TokenizerError(f"the question has {n} tokens, more than the embedding model's {limit}: shorten it")
+        return embed_texts(self.encoder, [question], 1, limit, False)[0]
+
+    def _hits(self, ids: Sequence[int], scores: Sequence[float]) -> list[Hit]:
+        chunks = self.store.chunks(ids)
+        return [Hit(chunks[i], float(s), r) for r, (i, s) in enumerate(zip(ids, scores), start=1) if i in chunks]
+
+    def dense_ranking(
+        self, question: str | np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[list[int], list[float]]:
+        index = self.store.dense()
+        q = self.embed_query(question) if isinstance(question, str) else question
+        if index is None or index.ntotal == 0 or (allowed is not None and not len(allowed)):
+            return [], []
+        faiss = _faiss()
+        params = None if allowed is None else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        scores, ids = index.search(np.ascontiguousarray(q, dtype=np.float32), min(k, index.ntotal), params=params)
+        keep = ids[0] >= 0
+        return ids[0][keep].tolist(), scores[0][keep].tolist()
+
+    def bm25_ranking(self, question: str, k: int, allowed: np.ndarray | None) -> tuple[list[int], list[float]]:
+        retriever, row_ids = self.store.bm25()
+        if retriever is None:
+            return [], []
+        tokens = bm25_tokenize([question])
+        vocab = {i: t for t, i in tokens.vocab.items()}
+        words = [vocab[i] for i in tokens.ids[0] if vocab[i] in retriever.vocab_dict]
+        if not words:
+            return [], []
+        mask = None
+        if allowed is not None:
+            mask = np.isin(row_ids, allowed).astype(np.float32)
+            if not mask.any():
+                return [], []
+        docs, scores = retriever.retrieve([words], k=min(k, len(row_ids)), show_progress=False, weight_mask=mask)
+        keep = scores[0] > 0
+        return row_ids[docs[0][keep]].tolist(), scores[0][keep].tolist()
+
+    def search(
+        self,
+        question: str,
+        mode: str = "hybrid",
+        k: int = 5,
+        doc: str | None = None,
+        source: str | None = None,
+        rrf_k: float = RRF_K,
+        depth: int = 100,
+        query_vector: np.ndarray | None = None,
+    ) -> list[Hit]:
+        """The top ``k`` chunks for ``question`` under ``mode`` (dense, bm25, hybrid), with scores
+        (cosine, BM25 score, RRF score) and ranks. ``query_vector`` skips embedding (evaluation)."""
+        if mode not in MODES:
+            raise ConfigError(f"unknown retrieval mode '{mode}': use one of {', '.join(MODES)}")
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        if not question.strip():
+            raise ConfigError("the question is empty: ask something")
+        allowed = self.store.filter_ids(doc, source)
+        q = query_vector if query_vector is not None else (self.embed_query(question) if mode != "bm25" else None)
+        if mode == "dense":
+            return self._hits(*self.dense_ranking(q, k, allowed))
+        if mode == "bm25":
+            return self._hits(*self.bm25_ranking(question, k, allowed))
+        deep = max(depth, k)
+        dense, _ = self.dense_ranking(q, deep, allowed)
+        lexical, _ = self.bm25_ranking(question, deep, allowed)
+        fused = reciprocal_rank_fusion([dense, lexical], rrf_k)[:k]
+        return self._hits([i for i, _ in fused], [s for _, s in fused])
