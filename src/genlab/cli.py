@@ -689,12 +689,37 @@ def rag_query(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON lines.")] = False,
     bm25_weight: Annotated[float, typer.Option(help="Hybrid: the BM25 ranking's weight against dense (1).")] = 1.0,
+    answer_with: Annotated[
+        str | None,
+        typer.Option("--answer", help="Answer from the passages: extractive (--model READER_RUN) or generative."),
+    ] = None,
+    reader_model: Annotated[
+        str,
+        typer.Option("--model", help="The reader run (extractive); the chat run or the endpoint's model (generative)."),
+    ] = "",
+    llm_url: Annotated[
+        str, typer.Option("--llm-url", help="An OpenAI-compatible endpoint for --answer generative (.../v1).")
+    ] = "",
+    threshold: Annotated[
+        float | None, typer.Option(help="Answer 'not in the knowledge base' below this best retrieval score.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the --llm-url endpoint.")] = 60.0,
+    max_prompt_chars: Annotated[
+        int | None, typer.Option(help="--llm-url: fit the passages into this many characters of prompt.")
+    ] = None,
 ) -> None:
-    """Retrieve the passages that best answer QUESTION, with scores and citations."""
+    """Retrieve the passages that best answer QUESTION, with scores and citations (--answer: a cited answer)."""
     from genlab.recipes.rag import format_hits, query
 
+    reply = None
+    if answer_with is not None:
+        from genlab.recipes.reader import answerer
+
+        reply = answerer(answer_with, reader_model, llm_url, timeout=timeout, max_prompt_chars=max_prompt_chars)
     hits = query(index, question, mode, k, doc, source, model, bm25_weight=bm25_weight)
-    # an answer reader (--answer extractive|generative) plugs in here and prints its cited answer
+    if reply is not None:
+        typer.echo(reply(question, hits, threshold).format())
+        return
     if as_json:
         import json
 
@@ -716,14 +741,43 @@ def rag_eval(
         str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
     ] = None,
     bm25_weight: Annotated[float, typer.Option(help="Hybrid: the BM25 ranking's weight against dense (1).")] = 1.0,
+    answer_with: Annotated[
+        str | None,
+        typer.Option("--answer", help="Answer from the passages: extractive (--model READER_RUN) or generative."),
+    ] = None,
+    reader_model: Annotated[
+        str,
+        typer.Option("--model", help="The reader run (extractive); the chat run or the endpoint's model (generative)."),
+    ] = "",
+    llm_url: Annotated[
+        str, typer.Option("--llm-url", help="An OpenAI-compatible endpoint for --answer generative (.../v1).")
+    ] = "",
+    threshold: Annotated[
+        float | None, typer.Option(help="Answer 'not in the knowledge base' below this best retrieval score.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the --llm-url endpoint.")] = 60.0,
+    max_prompt_chars: Annotated[
+        int | None, typer.Option(help="--llm-url: fit the passages into this many characters of prompt.")
+    ] = None,
+    answer_k: Annotated[int, typer.Option("--answer-k", help="Passages each answer reads.")] = 3,
 ) -> None:
-    """Recall@1/5/20 and MRR of each retriever against the gold documents and sections."""
+    """Recall@1/5/20 and MRR of each retriever against the gold documents and sections; with --answer,
+    exact match, token F1, groundedness and abstentions of the answers (gold: each row's "answers",
+    or the first sentence of its "answer") over the top --answer-k hybrid hits."""
     import json
 
     from genlab.rag.retrieve import MODES
     from genlab.recipes.rag import evaluate
 
-    result = evaluate(index, questions, tuple(mode or MODES), rrf_k=rrf_k, model=model, bm25_weight=bm25_weight)
+    hook = None
+    if answer_with is not None:
+        from genlab.recipes.reader import answerer, eval_answers
+
+        reply = answerer(answer_with, reader_model, llm_url, timeout=timeout, max_prompt_chars=max_prompt_chars)
+        hook = eval_answers(reply, "hybrid", answer_k, threshold)
+    result = evaluate(
+        index, questions, tuple(mode or MODES), rrf_k=rrf_k, model=model, answer=hook, bm25_weight=bm25_weight
+    )
     typer.echo(json.dumps(result, indent=2))
 
 
