@@ -636,6 +636,26 @@ def studio(
 
 # --- genlab rag: ingest, query, eval (retrieval-augmented generation) -----------------------
 
+# The options genlab rag query and genlab rag eval share.
+Bm25Weight = Annotated[float, typer.Option(help="Hybrid: the BM25 ranking's weight against dense (1).")]
+AnswerWith = Annotated[
+    str | None,
+    typer.Option("--answer", help="Answer from the passages: extractive (--model READER_RUN) or generative."),
+]
+ReaderModel = Annotated[
+    str, typer.Option("--model", help="The reader run (extractive); the chat run or the endpoint's model (generative).")
+]
+LlmUrl = Annotated[
+    str, typer.Option("--llm-url", help="An OpenAI-compatible endpoint for --answer generative (.../v1).")
+]
+Threshold = Annotated[
+    float | None, typer.Option(help="Answer 'not in the knowledge base' below this best retrieval score.")
+]
+Timeout = Annotated[float, typer.Option(help="Seconds to wait for the --llm-url endpoint.")]
+MaxPromptChars = Annotated[
+    int | None, typer.Option(help="--llm-url: fit the passages into this many characters of prompt.")
+]
+
 rag_app = typer.Typer(help="Retrieval-augmented generation: ingest documents, query, evaluate.", no_args_is_help=True)
 app.add_typer(rag_app, name="rag")
 
@@ -688,25 +708,13 @@ def rag_query(
         str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON lines.")] = False,
-    bm25_weight: Annotated[float, typer.Option(help="Hybrid: the BM25 ranking's weight against dense (1).")] = 1.0,
-    answer_with: Annotated[
-        str | None,
-        typer.Option("--answer", help="Answer from the passages: extractive (--model READER_RUN) or generative."),
-    ] = None,
-    reader_model: Annotated[
-        str,
-        typer.Option("--model", help="The reader run (extractive); the chat run or the endpoint's model (generative)."),
-    ] = "",
-    llm_url: Annotated[
-        str, typer.Option("--llm-url", help="An OpenAI-compatible endpoint for --answer generative (.../v1).")
-    ] = "",
-    threshold: Annotated[
-        float | None, typer.Option(help="Answer 'not in the knowledge base' below this best retrieval score.")
-    ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the --llm-url endpoint.")] = 60.0,
-    max_prompt_chars: Annotated[
-        int | None, typer.Option(help="--llm-url: fit the passages into this many characters of prompt.")
-    ] = None,
+    bm25_weight: Bm25Weight = 1.0,
+    answer_with: AnswerWith = None,
+    reader_model: ReaderModel = "",
+    llm_url: LlmUrl = "",
+    threshold: Threshold = None,
+    timeout: Timeout = 60.0,
+    max_prompt_chars: MaxPromptChars = None,
 ) -> None:
     """Retrieve the passages that best answer QUESTION, with scores and citations (--answer: a cited answer)."""
     from genlab.recipes.rag import format_hits, query
@@ -740,25 +748,13 @@ def rag_eval(
     model: Annotated[
         str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
     ] = None,
-    bm25_weight: Annotated[float, typer.Option(help="Hybrid: the BM25 ranking's weight against dense (1).")] = 1.0,
-    answer_with: Annotated[
-        str | None,
-        typer.Option("--answer", help="Answer from the passages: extractive (--model READER_RUN) or generative."),
-    ] = None,
-    reader_model: Annotated[
-        str,
-        typer.Option("--model", help="The reader run (extractive); the chat run or the endpoint's model (generative)."),
-    ] = "",
-    llm_url: Annotated[
-        str, typer.Option("--llm-url", help="An OpenAI-compatible endpoint for --answer generative (.../v1).")
-    ] = "",
-    threshold: Annotated[
-        float | None, typer.Option(help="Answer 'not in the knowledge base' below this best retrieval score.")
-    ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the --llm-url endpoint.")] = 60.0,
-    max_prompt_chars: Annotated[
-        int | None, typer.Option(help="--llm-url: fit the passages into this many characters of prompt.")
-    ] = None,
+    bm25_weight: Bm25Weight = 1.0,
+    answer_with: AnswerWith = None,
+    reader_model: ReaderModel = "",
+    llm_url: LlmUrl = "",
+    threshold: Threshold = None,
+    timeout: Timeout = 60.0,
+    max_prompt_chars: MaxPromptChars = None,
     answer_k: Annotated[int, typer.Option("--answer-k", help="Passages each answer reads.")] = 3,
 ) -> None:
     """Recall@1/5/20 and MRR of each retriever against the gold documents and sections; with --answer,

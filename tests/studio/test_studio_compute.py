@@ -121,7 +121,7 @@ def test_token_probabilities_are_the_model_softmax(gpt):
 
 def test_temperature_panels(gpt):
     model, tok = gpt
-    s = text.Sampling(top_k=5)
+    s = text.sampling(top_k=5)
     panels = text.next_token_distributions(model, tok, "to be", [0.0, 0.5, 1.0, 2.0], s)
     assert panels[0]["top"][0][1] == pytest.approx(1.0) and panels[0]["entropy"] == pytest.approx(0.0, abs=1e-6)
     entropies = [p["entropy"] for p in panels]
@@ -132,13 +132,13 @@ def test_temperature_panels(gpt):
 
 def test_complete_and_the_prompt_errors(gpt):
     model, tok = gpt
-    ids, n = text.complete(model, tok, "abc", text.Sampling(max_new_tokens=5, seed=1))
-    again, _ = text.complete(model, tok, "abc", text.Sampling(max_new_tokens=5, seed=1))
+    ids, n = text.complete(model, tok, "abc", text.sampling(max_new_tokens=5, seed=1))
+    again, _ = text.complete(model, tok, "abc", text.sampling(max_new_tokens=5, seed=1))
     assert n == 3 and len(ids) == 8 and ids == again  # the seed fixes the sample
     with pytest.raises(ConfigError, match="the prompt is empty"):
-        text.complete(model, tok, "  ", text.Sampling())
+        text.complete(model, tok, "  ", text.sampling())
     with pytest.raises(ConfigError, match="temperature must be >= 0"):
-        text.complete(model, tok, "abc", text.Sampling(temperature=-1))
+        text.complete(model, tok, "abc", text.sampling(temperature=-1))
     html = views.tokens_html(text.token_probabilities(model, tok, ids, n))
     assert html.count('class="tok gen"') == 5 and html.count('class="tok prompt"') == 3
 

@@ -137,18 +137,12 @@ class Studio:
     # --- Text -------------------------------------------------------------------------------
 
     @staticmethod
-    def sampling(temp, top_k, top_p, min_p, rep, freq, pres, seed, new) -> text.Sampling:
-        return text.Sampling(
-            float(temp),
-            int(top_k),
-            float(top_p),
-            float(min_p),
-            float(rep),
-            float(freq),
-            float(pres),
-            int(seed),
-            int(new),
-        )
+    def sampling(temp, top_k, top_p, min_p, rep, freq, pres, seed, new):
+        return text.sampling(
+            temperature=float(temp), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
+            repetition_penalty=float(rep), frequency_penalty=float(freq), presence_penalty=float(pres),
+            seed=int(seed), max_new_tokens=int(new),
+        )  # fmt: skip
 
     def _tokens_out(self, tok, model, ids, n_prompt):
         infos = text.token_probabilities(model, tok, ids, n_prompt)

@@ -18,6 +18,7 @@ weights @ V, which equals the SDPA output (tests/studio check the logits agree).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -99,48 +100,29 @@ def _logits(out) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.logits
 
 
-@dataclass
-class Sampling:
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    seed: int = 0
-    max_new_tokens: int = 40
-
-    def check(self) -> None:
-        P.check_sampling(self.temperature, self.top_k, self.top_p, self.min_p)
-        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
-            raise ConfigError(f"new tokens must be between 1 and {MAX_NEW_TOKENS}, got {self.max_new_tokens}")
+def sampling(max_new_tokens: int = 40, seed: int = 0, **settings) -> GenerationConfig:
+    """The Text page's sampling controls as the generation engine's config (its fields: temperature,
+    top_k, top_p, min_p and the penalties), checked, with the page's length limit."""
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, seed=seed, **settings)
+    P.check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.min_p)
+    if not 1 <= cfg.max_new_tokens <= MAX_NEW_TOKENS:
+        raise ConfigError(f"new tokens must be between 1 and {MAX_NEW_TOKENS}, got {cfg.max_new_tokens}")
+    return cfg
 
 
-def complete(model: nn.Module, tok, prompt: str, s: Sampling) -> tuple[list[int], int]:
-    """Generate a continuation of ``prompt``: (prompt + generated ids, number of prompt ids)."""
-    s.check()
+def complete(model: nn.Module, tok, prompt: str, s: GenerationConfig) -> tuple[list[int], int]:
+    """Generate a continuation of ``prompt`` with the settings of :func:`sampling`: (prompt +
+    generated ids, number of prompt ids)."""
     ids = encode_prompt(model, tok, prompt)
     room = model.config.block_size - len(ids)
-    cfg = GenerationConfig(
-        max_new_tokens=min(s.max_new_tokens, room),
-        temperature=s.temperature,
-        top_k=s.top_k,
-        top_p=s.top_p,
-        min_p=s.min_p,
-        repetition_penalty=s.repetition_penalty,
-        frequency_penalty=s.frequency_penalty,
-        presence_penalty=s.presence_penalty,
-        eos_id=getattr(tok, "eos_id", None),
-        seed=s.seed,
-    )
+    cfg = dataclasses.replace(s, max_new_tokens=min(s.max_new_tokens, room), eos_id=getattr(tok, "eos_id", None))
     gen = generate(model, [ids], cfg)[0][0]
     return ids + gen.tokens, len(ids)
 
 
 @torch.no_grad()
 def next_token_distributions(
-    model: nn.Module, tok, prompt: str, temperatures: list[float], s: Sampling, k: int = 10
+    model: nn.Module, tok, prompt: str, temperatures: list[float], s: GenerationConfig, k: int = 10
 ) -> list[dict]:
     """The distribution of the token after ``prompt`` at each temperature (0 = greedy: all mass on the
     argmax), through the sampler's filters (top-k, top-p, min-p of ``s``): per temperature
