@@ -173,6 +173,7 @@ async def level(url: str, model: str, prompts: list[str], max_tokens: int) -> di
     ttft = [times[0] - start for start, times, _ in results if times]
     itl = [b - a for _, times, _ in results for a, b in zip(times, times[1:])]
     total = sum(t for _, _, t in results)
+    print(f"{url} {len(prompts)} streams: {total / wall:.1f} tok/s", file=sys.stderr, flush=True)  # progress
     return {
         "streams": len(prompts),
         "tokens": total,
@@ -196,6 +197,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     levels = [int(x) for x in args.levels.split(",")]
+    load_start = [round(x, 2) for x in os.getloadavg()]
     text = corpus()
     lines = [line for line in text.splitlines() if len(line) > 30]
     with tempfile.TemporaryDirectory() as tmp:
@@ -274,7 +276,7 @@ def main() -> None:
         "max_tokens": args.max_tokens,
         "cpu": cpu,
         "threads": torch.get_num_threads(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "load_average": {"start": load_start, "end": [round(x, 2) for x in os.getloadavg()]},  # 1, 5, 15 min
         "torch": torch.__version__,
         "python": platform.python_version(),
         "sample_tokens_per_s": median["sample_tokens_per_s"],
