@@ -1,6 +1,6 @@
 """genlab serve under concurrent streams vs a FastAPI wrapper around transformers generate().
 
-    python benchmarks/serve.py [--max-tokens 32] [--levels 1,4,16,32] [--threads 2]
+    python benchmarks/serve.py [--max-tokens 32] [--levels 1,4,16,32] [--threads 1] [--rounds 3]
 
 Prints one JSON object. The model is the gpt2-small architecture (124M parameters, random
 weights, fp32) in a run directory with a byte-level BPE tokenizer trained on tinyshakespeare
@@ -20,6 +20,12 @@ The baseline server is how most small projects serve a transformers model: FastA
 (no batching across requests). ``sample_tokens_per_s`` is ``genlab sample``'s path
 (:func:`genlab.generation.decode.generate`, greedy, one prompt) on the same model, in the same
 run. Both servers run in this process, one after the other, on loopback.
+
+A shared machine's speed drifts from minute to minute, so the genlab side runs ``--rounds``
+times, each round measuring ``genlab sample`` just before and just after the 1-stream level
+and then every level; each ratio is taken within a round and the JSON gives every round's
+ratios and their median (the per-level figures are those of the median round by 16-vs-1
+ratio). The transformers server runs once, after them.
 """
 
 from __future__ import annotations
@@ -167,6 +173,7 @@ async def level(url: str, model: str, prompts: list[str], max_tokens: int) -> di
     ttft = [times[0] - start for start, times, _ in results if times]
     itl = [b - a for _, times, _ in results for a, b in zip(times, times[1:])]
     total = sum(t for _, _, t in results)
+    print(f"{url} {len(prompts)} streams: {total / wall:.1f} tok/s", file=sys.stderr, flush=True)  # progress
     return {
         "streams": len(prompts),
         "tokens": total,
@@ -184,10 +191,13 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--levels", default="1,4,16,32")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of genlab sample and genlab serve")
+    ap.add_argument("--no-transformers", action="store_true", help="skip the transformers server")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     levels = [int(x) for x in args.levels.split(",")]
+    load_start = [round(x, 2) for x in os.getloadavg()]
     text = corpus()
     lines = [line for line in text.splitlines() if len(line) > 30]
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,46 +218,74 @@ def main() -> None:
         prompts = [prompt(i) for i in range(max(levels))]
         cfg = GenerationConfig(max_new_tokens=args.max_tokens, temperature=0.0)
         generate(model, [tok.encode(prompts[0])], GenerationConfig(max_new_tokens=4, temperature=0.0))  # warm-up
-        rates = []
-        for p in prompts[:3]:
+
+        def sample_rate(p: str) -> float:
             start = time.perf_counter()
             n = len(generate(model, [tok.encode(p)], cfg)[0][0].tokens)
-            rates.append(n / (time.perf_counter() - start))
-        sample_rate = statistics.median(rates)
+            return n / (time.perf_counter() - start)
 
-        out = {"genlab": {}, "transformers": {}}
+        one, top = str(levels[0]), "16" if 16 in levels else str(levels[-1])
+        rounds = []
         with Server(create_app({"gpt2-random": served}), 8931) as s:
             asyncio.run(level(s.url, "gpt2-random", prompts[:1], 4))  # warm-up
-            for c in levels:
-                out["genlab"][str(c)] = asyncio.run(level(s.url, "gpt2-random", prompts[:c], args.max_tokens))
+            for _ in range(args.rounds):
+                g, before = {}, sample_rate(prompts[0])  # the 1-stream level's prompt
+                g[one] = asyncio.run(level(s.url, "gpt2-random", prompts[:1], args.max_tokens))
+                after = sample_rate(prompts[0])
+                for c in levels[1:]:
+                    g[str(c)] = asyncio.run(level(s.url, "gpt2-random", prompts[:c], args.max_tokens))
+                sample = (before + after) / 2
+                rounds.append(
+                    {
+                        "sample_tokens_per_s": round(sample, 1),
+                        "genlab": g,
+                        f"genlab_{top}_vs_genlab_{one}": round(g[top]["tokens_per_s"] / g[one]["tokens_per_s"], 2),
+                        f"genlab_{one}_vs_sample": round(g[one]["tokens_per_s"] / sample, 3),
+                    }
+                )
         del served
-        with Server(hf_app(Path(tmp) / "hf"), 8932) as s:
-            asyncio.run(level(s.url, "hf", prompts[:1], 4))
-            for c in levels:
-                out["transformers"][str(c)] = asyncio.run(level(s.url, "hf", prompts[:c], args.max_tokens))
+        out = {"genlab": {}, "transformers": {}}
+        if not args.no_transformers:
+            with Server(hf_app(Path(tmp) / "hf"), 8932) as s:
+                asyncio.run(level(s.url, "hf", prompts[:1], 4))
+                for c in levels:
+                    out["transformers"][str(c)] = asyncio.run(level(s.url, "hf", prompts[:c], args.max_tokens))
+    by_ratio = sorted(rounds, key=lambda x: x[f"genlab_{top}_vs_genlab_{one}"])
+    median = by_ratio[len(by_ratio) // 2]
+    out["genlab"] = median["genlab"]
     g, h = out["genlab"], out["transformers"]
-    one, top = str(levels[0]), "16" if "16" in g else str(levels[-1])
     cpu = "unknown"
     if Path("/proc/cpuinfo").is_file():
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+
+    def med(key: str) -> float:
+        return statistics.median(x[key] for x in rounds)
+
+    ratios = {
+        f"genlab_{top}_vs_genlab_{one}": med(f"genlab_{top}_vs_genlab_{one}"),
+        f"genlab_{one}_vs_sample": med(f"genlab_{one}_vs_sample"),
+    }
+    if h:
+        ratios[f"genlab_{top}_vs_transformers_{top}"] = round(g[top]["tokens_per_s"] / h[top]["tokens_per_s"], 2)
     result = {
         "benchmark": "serve",
         "model": "gpt2-small architecture, random weights, fp32, BPE vocab 50257 (tinyshakespeare, real text)",
         "max_tokens": args.max_tokens,
         "cpu": cpu,
         "threads": torch.get_num_threads(),
+        "load_average": {"start": load_start, "end": [round(x, 2) for x in os.getloadavg()]},  # 1, 5, 15 min
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "sample_tokens_per_s": round(sample_rate, 1),
+        "sample_tokens_per_s": median["sample_tokens_per_s"],
         **out,
-        "ratios": {
-            f"genlab_{top}_vs_genlab_{one}": round(g[top]["tokens_per_s"] / g[one]["tokens_per_s"], 2),
-            f"genlab_{top}_vs_transformers_{top}": round(g[top]["tokens_per_s"] / h[top]["tokens_per_s"], 2),
-            f"genlab_{one}_vs_sample": round(g[one]["tokens_per_s"] / sample_rate, 3),
-        },
+        "rounds": [
+            {k: v if k != "genlab" else {c: x["tokens_per_s"] for c, x in v.items()} for k, v in rd.items()}
+            for rd in rounds
+        ],
+        "ratios": ratios,
         "targets": {f"{top}_vs_{one}": 3.0, f"{top}_vs_transformers": 2.0, f"{one}_vs_sample": 0.9},
     }
     print(json.dumps(result))

@@ -31,6 +31,7 @@ def kept(logits):
         ([0.05, 0.15, 0.3, 0.5], 0.9, [1, 2, 3]),  # order does not matter
         ([0.25, 0.25, 0.25, 0.25], 0.6, [0, 1, 2]),
         ([0.9, 0.1], 0.01, [0]),  # the top token is always kept
+        ([0.2, 0.8], 1e-300, [1]),  # even when p rounds to 0 in float32
     ],
 )
 def test_top_p_keeps_the_smallest_set_reaching_p(probs, p, expect):

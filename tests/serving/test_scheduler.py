@@ -187,3 +187,35 @@ def test_prompts_prefilled_together_equal_each_alone(model):
     for (out, _), p in zip(results, prompts):
         assert all(o == alone(model, p, 9) for o in out)
     assert steps < 6 * 8  # the prompts did not wait for one another's generations
+
+
+def test_a_step_wakes_each_event_loop_once(model):
+    """The events of one step reach their event loop in one call_soon_threadsafe, whatever the
+    number of streams it holds (one wake-up, not one per token), and in order."""
+    prompts = [[(5 * i + j) % 65 for j in range(4 + i)] for i in range(6)]
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        calls = []
+        plain = loop.call_soon_threadsafe
+
+        def counted(callback, *args):
+            calls.append(len(args[0]))
+            return plain(callback, *args)
+
+        loop.call_soon_threadsafe = counted
+        engine = Engine(model, decode, eos_id=None, max_batch=8)
+        reqs = [Request(p, SamplingParams(max_tokens=5, temperature=0.0)) for p in prompts]
+        for r in reqs:
+            engine.submit(r)
+        engine.start()  # all six are waiting: one prefill, then four steps
+        try:
+            results = await asyncio.gather(*(collect(r) for r in reqs))
+        finally:
+            engine.stop()
+        return calls, results
+
+    calls, results = asyncio.run(main())
+    assert calls == [6] * 5
+    for p, (out, reasons) in zip(prompts, results):
+        assert out == [alone(model, p, 5)] and reasons == ["length"]

@@ -115,6 +115,16 @@ def test_bad_vocab_size_and_ids(tok: BPETokenizer) -> None:
         BPETokenizer.train(CORPUS, vocab_size=100)
     with pytest.raises(TokenizerError, match="token id 300"):
         tok.decode([1, 300])
+    with pytest.raises(TokenizerError, match="token id -1"):
+        tok.decode([-1, 2])
+
+
+def test_decode_knows_tokens_added_after_training(tok: BPETokenizer) -> None:
+    other = BPETokenizer.train(CORPUS, vocab_size=280)
+    other.hf.add_tokens(["<|unused0|>"])
+    assert other.decode([other.vocab_size - 1]) == "<|unused0|>"
+    with pytest.raises(TokenizerError, match=f"outside the vocabulary of {other.vocab_size}"):
+        other.decode([other.vocab_size])
 
 
 def test_train_tokenizer_bpe() -> None:

@@ -39,6 +39,7 @@ def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     probs = torch.softmax(sorted_logits.float(), dim=-1)
     mass_before = probs.cumsum(dim=-1) - probs
     drop_sorted = mass_before >= p
+    drop_sorted[..., 0] = False  # a p below float32's range rounds to 0, which would drop them all
     drop = drop_sorted.scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, NEG_INF)
 

@@ -223,12 +223,15 @@ async def _events(queue: asyncio.Queue, total: int, request: Request | None = No
     """Events of ``total`` sequences; with ``request``, stops when the client disconnects."""
     open_ = total
     while open_:
-        try:
-            event = await asyncio.wait_for(queue.get(), 0.5)
-        except TimeoutError:
-            if request is not None and await request.is_disconnected():
-                raise _Gone from None
-            continue
+        if request is None or not queue.empty():  # a stream: sse-starlette notices a disconnect
+            event = await queue.get()
+        else:
+            try:
+                event = await asyncio.wait_for(queue.get(), 0.5)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    raise _Gone from None
+                continue
         if event.error is not None:
             raise APIError(500, event.error, type="server_error")
         if event.finish_reason is not None:

@@ -116,7 +116,7 @@ class Request:
     """A prompt, its sampling parameters and ``n``: the handle an HTTP handler holds.
 
     Created on the event loop that will consume it; the engine thread hands events over
-    through ``loop.call_soon_threadsafe``.
+    through ``loop.call_soon_threadsafe``, once per loop and step (:func:`_deliver_all`).
     """
 
     def __init__(
@@ -150,12 +150,6 @@ class Request:
     def finished(self) -> bool:
         return self._open == 0
 
-    def _emit(self, event: Event) -> None:  # engine thread
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.cancelled = True
-
     async def events(self) -> AsyncIterator[Event]:
         """Events until every sequence has finished (or an engine error); for a queue of its own."""
         open_ = self.n
@@ -167,6 +161,25 @@ class Request:
             if event.finish_reason is not None:
                 open_ -= 1
             yield event
+
+
+def _deliver(batch: list[tuple[Request, Event]]) -> None:  # event loop thread
+    for req, event in batch:
+        req.queue.put_nowait(event)
+
+
+def _deliver_all(batch: list[tuple[Request, Event]]) -> None:  # engine thread
+    """Hand events to their requests' event loops: one wake-up per loop for the whole batch
+    (a step's events for 16 streams cost one ``call_soon_threadsafe``, not 16)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Request, Event]]] = {}
+    for req, event in batch:
+        by_loop.setdefault(req.loop, []).append((req, event))
+    for loop, events in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_deliver, events)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            for req, _ in events:
+                req.cancelled = True
 
 
 class _Seq:
@@ -310,8 +323,7 @@ class Engine:
                         self._step()
                 except Exception as e:  # a bug: fail the running requests, keep serving
                     message = f"internal error in the decode loop: {type(e).__name__}: {e}"
-                    for seq in list(self.rows):
-                        seq.req._emit(Event(index=seq.out, error=message))
+                    _deliver_all([(seq.req, Event(index=seq.out, error=message)) for seq in self.rows])
                     self.rows.clear()
                 self.stats.running = len(self.rows)
 
@@ -413,7 +425,7 @@ class Engine:
                 top = list(zip(top_i[j, :kk].tolist(), top_v[j, :kk].tolist())) if kk else []
                 infos[i] = TokenInfo(tokens[i], chosen[j], top)
         now = time.perf_counter()
-        done = []
+        done, events = [], []
         for i, seq in enumerate(seqs):
             req, token = seq.req, tokens[i]
             if req.first_token is None:
@@ -422,7 +434,7 @@ class Engine:
             self.stats.generation_tokens += 1
             if self.eos_id is not None and token == self.eos_id:
                 done.append(seq)
-                req._emit(Event(seq.out, seq.tracker.finish(), [], "stop"))
+                events.append((req, Event(seq.out, seq.tracker.finish(), [], "stop")))
                 continue
             seq.record(token)
             seq.tokens.append(token)
@@ -432,12 +444,13 @@ class Engine:
             info = [infos.get(i) or TokenInfo(token)]
             if seq.tracker.stopped:
                 done.append(seq)
-                req._emit(Event(seq.out, text, info, "stop"))
+                events.append((req, Event(seq.out, text, info, "stop")))
             elif len(seq.tokens) >= seq.params.max_tokens or seq.length + 1 > self.block_size:
                 done.append(seq)
-                req._emit(Event(seq.out, text + seq.tracker.finish(), info, "length"))
+                events.append((req, Event(seq.out, text + seq.tracker.finish(), info, "length")))
             else:
-                req._emit(Event(seq.out, text, info))
+                events.append((req, Event(seq.out, text, info)))
+        _deliver_all(events)
         for seq in done:
             seq.req._open -= 1
             self._remove(seq)

@@ -74,6 +74,7 @@ class ChatSession:
         )  # fmt: skip
         self.cfg.check()
         self.last_dropped = 0  # turns dropped to fit the context at the last reply
+        self.compares = 0  # /compare runs so far: a seeded session seeds each candidate of each run apart
 
     # ------------------------------------------------------------ settings
     def reset(self) -> None:
@@ -138,15 +139,18 @@ class ChatSession:
         return self.template.clean("".join(self.reply(user)))
 
     def candidates(self, user: str, n: int = 2) -> list[str]:
-        """``n`` sampled answers to ``user`` (temperature >= 0.7, so that they differ); not in the history."""
+        """``n`` sampled answers to ``user`` (temperature >= 0.7, so that they differ); not in the history.
+        A session with a seed samples them with seeds derived from it (the same session, the same pairs)."""
         if not user.strip():
             raise ConfigError("the message is empty: /compare QUESTION, or ask something first")
         if self.moderator is not None and not self.moderator.check_input(user).allowed:
             raise ConfigError(f"that message is refused by moderation: {self.moderator.policy.refusal}")
-        cfg = dataclasses.replace(self.cfg, temperature=max(self.cfg.temperature, 0.7), seed=None)
+        cfg = dataclasses.replace(self.cfg, temperature=max(self.cfg.temperature, 0.7))
+        base, self.compares = None if cfg.seed is None else cfg.seed + 1 + n * self.compares, self.compares + 1
         out = []
-        for _ in range(n):
-            text = "".join(self._moderated(self._generate(user, cfg)))
+        for i in range(n):
+            seeded = dataclasses.replace(cfg, seed=None if base is None else base + i)
+            text = "".join(self._moderated(self._generate(user, seeded)))
             out.append(self.template.clean(text))
         return out
 

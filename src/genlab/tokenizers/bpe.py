@@ -174,12 +174,16 @@ class BPETokenizer(HFTokenizerFile):
         """Text for token ids (list, numpy array or 1-D tensor); special tokens are kept."""
         seq = np.asarray(ids if isinstance(ids, np.ndarray) else list(ids), dtype=np.int64)
         seq = seq.reshape(-1)
-        if seq.size and (seq.min() < 0 or seq.max() >= self.vocab_size):
-            bad = int(seq[(seq < 0) | (seq >= self.vocab_size)][0])
-            raise TokenizerError(
-                f"token id {bad} is outside the vocabulary of {self.vocab_size} tokens: "
-                "decode with the tokenizer the model was trained with"
-            )
+        # id_to_token is one lookup; vocab_size (with added tokens) rebuilds the whole vocabulary
+        # (~10 ms at 50k tokens), too slow for a server that decodes at every token
+        if seq.size and (seq.min() < 0 or self.hf.id_to_token(int(seq.max())) is None):
+            size = self.vocab_size
+            out = (seq < 0) | (seq >= size)
+            if out.any():
+                raise TokenizerError(
+                    f"token id {int(seq[out][0])} is outside the vocabulary of {size} tokens: "
+                    "decode with the tokenizer the model was trained with"
+                )
         return self.hf.decode(seq.tolist(), skip_special_tokens=False)
 
     def id_to_token(self, token_id: int) -> str | None:
