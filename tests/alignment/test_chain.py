@@ -39,13 +39,13 @@ def _write(path, rows):
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     root = tmp_path_factory.mktemp("chain")
-    text = "".join(f"{_q(n)} {s}\n" for n, s in ELEMENTS) * 4 + "I don't know. 0123456789\n"
+    text = "".join(f"{_q(n)} {s}\n" for n, s in ELEMENTS) * 4 + "I don't know. 0123456789\nSystem: \n"
     (root / "corpus.txt").write_text(text)
     run_task(_lm(root / "corpus.txt", max_steps=6), run_dir=root / "pretrain")
     convs = [{"messages": [{"role": "user", "content": f"What is the symbol of {n}?"},
                            {"role": "assistant", "content": s}]} for n, s in ELEMENTS]  # fmt: skip
-    prefs = [{"prompt": _q(n), "chosen": f" {s}\n", "rejected": " I don't know\n"} for n, s in ELEMENTS]
-    questions = [{"prompt": _q(n), "answer": s} for n, s in ELEMENTS]
+    prefs = [{"prompt": f"What is the symbol of {n}?", "chosen": s, "rejected": "I don't know"} for n, s in ELEMENTS]
+    questions = [{"prompt": f"What is the symbol of {n}?", "answer": s} for n, s in ELEMENTS]
     files = {
         "conv": _write(root / "conversations.jsonl", convs),
         "prefs": _write(root / "preferences.jsonl", prefs),
