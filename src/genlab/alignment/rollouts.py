@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from genlab.core.errors import TokenizerError
+from genlab.core.errors import ConfigError, TokenizerError
 from genlab.data.chat import check_answer, is_abstention
 from genlab.generation.decode import GenerationConfig, generate, left_pad
 
@@ -35,7 +35,13 @@ class Rollout:
 
 @torch.no_grad()
 def rollout(policy: nn.Module, prompts: list[list[int]], cfg: GenerationConfig, decode, pad_id: int = 0) -> Rollout:
-    """``cfg.num_return_sequences`` completions of each prompt (rows prompt-major)."""
+    """``cfg.num_return_sequences`` completions of each prompt (rows prompt-major); a prompt longer
+    than the context leaves for the completion keeps its end (where the generation prompt is)."""
+    room = policy.config.block_size - cfg.max_new_tokens
+    if room < 1:
+        raise ConfigError(f"max_new_tokens={cfg.max_new_tokens} leaves no room for a prompt in a context of "
+                          f"{policy.config.block_size}: lower rollout.max_new_tokens")  # fmt: skip
+    prompts = [p[-room:] for p in prompts]
     was_training = policy.training
     policy.eval()
     try:
