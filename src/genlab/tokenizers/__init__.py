@@ -96,4 +96,4 @@ def train_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Char
         from genlab.tokenizers.chat import train_chat_bpe
 
         return train_chat_bpe(text, vocab_size=vocab_size or DEFAULT_BPE_VOCAB)
-    raise ConfigError(f"unknown tokenizer kind {kind!r}: use 'char', 'bpe' or 'chat-bpe'")
+    raise ConfigError(f"unknown tokenizer kind {kind!r}: use 'char' or 'bpe' (or 'chat-bpe': BPE + chat role tokens)")
