@@ -93,8 +93,9 @@ def test_sft_reward_dpo_grpo_ppo_chain(chain):
     "task,data",
     [("chat-sft", "conv"), ("chat-reward", "prefs"), ("chat-dpo", "prefs"), ("chat-grpo", "questions"),
      pytest.param("chat-ppo", "questions", marks=pytest.mark.xfail(
-         strict=True, reason="known: PPO's weights after a resume drift from the uninterrupted run from the second "
-                             "resumed step on (its weights, optimizer and data states are equal at the first)"))],
+         strict=True, reason="known: on this char-level run (plain template, stop strings) PPO's weights drift from "
+                             "the uninterrupted run's from the second resumed step on; the role-token pipeline's PPO "
+                             "resumes exactly (test_pipeline)"))],
 )  # fmt: skip
 def test_a_stage_resumes_exactly(chain, tmp_path, task, data):
     root, f = chain

@@ -104,28 +104,31 @@ def test_every_stage_opens_in_genlab_chat_and_the_server(piped):
     assert "<|" not in res.json()["choices"][0]["message"]["content"]
 
 
-def test_rerun_skips_finished_stages_and_resumes_an_interrupted_one_exactly(piped, tmp_path, capsys):
+@pytest.mark.parametrize("stage", ["grpo", "ppo"])
+def test_rerun_skips_finished_stages_and_resumes_an_interrupted_one_exactly(piped, tmp_path, capsys, stage):
     out, cfg, _ = piped
     copy = tmp_path / "chat"
     shutil.copytree(out, copy)
-    shutil.rmtree(copy / "grpo")
-    # an interrupted GRPO stage: half of its steps done, the run's config asking for all of them
-    saved = load_yaml(out / "grpo" / "config.yaml")
+    shutil.rmtree(copy / stage)
+    # an interrupted stage: half of its steps done, the run's config asking for all of them
+    saved = load_yaml(out / stage / "config.yaml")
     saved["init"] = str(copy / "sft")
+    if saved.get("reward"):
+        saved["reward"] = str(copy / "reward")
     steps = saved["train"]["max_steps"]
     assert steps >= 2
     run_task(
-        {**saved, "train": {**saved["train"], "max_steps": steps // 2, "decay_steps": steps}}, run_dir=copy / "grpo"
+        {**saved, "train": {**saved["train"], "max_steps": steps // 2, "decay_steps": steps}}, run_dir=copy / stage
     )
-    (copy / "grpo" / RESULTS_FILE).unlink()
-    save_yaml({**saved, "train": {**saved["train"], "decay_steps": steps}}, copy / "grpo" / "config.yaml")
+    (copy / stage / RESULTS_FILE).unlink()
+    save_yaml({**saved, "train": {**saved["train"], "decay_steps": steps}}, copy / stage / "config.yaml")
     capsys.readouterr()
     run_pipeline(copy, 2.0, cfg, data=_data(cfg))
     log = capsys.readouterr().out
-    assert all(f"{stage}: finished earlier, skipped" in log for stage in STAGES if stage != "grpo")
-    assert "5/6 grpo: resuming" in log
-    a, _, _ = load_run(out / "grpo", "last")
-    b, _, _ = load_run(copy / "grpo", "last")
+    assert all(f"{s}: finished earlier, skipped" in log for s in STAGES if s != stage)
+    assert f"{STAGES.index(stage) + 1}/6 {stage}: resuming" in log
+    a, _, _ = load_run(out / stage, "last")
+    b, _, _ = load_run(copy / stage, "last")
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-5, msg=k)
 
