@@ -955,6 +955,31 @@ def basket_cmd(
     Console().print(table)
 
 
+# --- genlab pipeline chat (the ChatGPT pipeline in one command) ---------------------------------
+
+pipeline_app = typer.Typer(help="Multi-stage pipelines under one time budget, resumable.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+
+
+@pipeline_app.command("chat")
+def pipeline_chat(
+    budget: Annotated[str, typer.Option(help="Total time: 60m, 90s, 1.5h (split across stages by fixed shares).")],
+    out: Annotated[Path, typer.Option(help="Folder of the stages' run directories, pipeline.json and the plot.")],
+    tiny: Annotated[bool, typer.Option(help="The tiny configuration (a 1-layer model, a few steps a stage).")] = False,
+    config: Annotated[Path | None, typer.Option(help="A YAML file of PipelineConfig fields.")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="Dotted overrides, e.g. stages.sft.train.max_steps=100 eval_questions=64."),
+    ] = None,
+) -> None:
+    """pretrain -> SFT -> reward -> DPO -> GRPO -> PPO, then the table on held-out data. Rerun to resume."""
+    from genlab.core.config import parse_overrides
+    from genlab.recipes.pipeline import load_config, parse_budget, run_pipeline
+
+    cfg = load_config(config, tiny, parse_overrides(overrides or []))
+    run_pipeline(out, parse_budget(budget), cfg)
+
+
 def main() -> None:
     global _DEBUG
     _DEBUG = "--debug" in sys.argv or os.environ.get("GENLAB_DEBUG") == "1"

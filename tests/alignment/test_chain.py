@@ -14,6 +14,8 @@ from genlab.core.errors import DataError, TokenizerError
 from genlab.models.heads import ScoreModel
 from genlab.recipes import run_task
 from genlab.runs import load_run
+from genlab.serving.terminal import load_session
+from genlab.tokenizers.chat import PLAIN_TEMPLATE, find_template
 
 ELEMENTS = [("hydrogen", "H"), ("helium", "He"), ("carbon", "C"), ("nitrogen", "N"), ("oxygen", "O"),
             ("sodium", "Na"), ("iron", "Fe"), ("copper", "Cu"), ("silver", "Ag"), ("gold", "Au"),
@@ -39,13 +41,13 @@ def _write(path, rows):
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     root = tmp_path_factory.mktemp("chain")
-    text = "".join(f"{_q(n)} {s}\n" for n, s in ELEMENTS) * 4 + "I don't know. 0123456789\n"
+    text = "".join(f"{_q(n)} {s}\n" for n, s in ELEMENTS) * 4 + "I don't know. 0123456789\nSystem: \n"
     (root / "corpus.txt").write_text(text)
     run_task(_lm(root / "corpus.txt", max_steps=6), run_dir=root / "pretrain")
     convs = [{"messages": [{"role": "user", "content": f"What is the symbol of {n}?"},
                            {"role": "assistant", "content": s}]} for n, s in ELEMENTS]  # fmt: skip
-    prefs = [{"prompt": _q(n), "chosen": f" {s}\n", "rejected": " I don't know\n"} for n, s in ELEMENTS]
-    questions = [{"prompt": _q(n), "answer": s} for n, s in ELEMENTS]
+    prefs = [{"prompt": f"What is the symbol of {n}?", "chosen": s, "rejected": "I don't know"} for n, s in ELEMENTS]
+    questions = [{"prompt": f"What is the symbol of {n}?", "answer": s} for n, s in ELEMENTS]
     files = {
         "conv": _write(root / "conversations.jsonl", convs),
         "prefs": _write(root / "preferences.jsonl", prefs),
@@ -67,6 +69,10 @@ def test_sft_reward_dpo_grpo_ppo_chain(chain):
     _stage("chat-sft", root / "pretrain", f["conv"], root / "sft")
     sft, tok, cfg = load_run(root / "sft")
     assert cfg["task"] == "chat-sft" and sft.config.vocab_size == tok.vocab_size
+    # a char-level init run has no role tokens: the stage chose the plain template and saved it
+    assert find_template(root / "sft", tok) == PLAIN_TEMPLATE
+    session = load_session(root / "sft", temperature=0.0, max_new_tokens=4)
+    assert isinstance(session.answer("What is the symbol of iron?"), str)
     _stage("chat-reward", root / "sft", f["prefs"], root / "reward")
     rm, _, rcfg = load_run(root / "reward")
     assert isinstance(rm, ScoreModel) and rcfg["head"]["kind"] == "score"
@@ -83,13 +89,23 @@ def test_sft_reward_dpo_grpo_ppo_chain(chain):
     assert ppo_verifiable.step == TRAIN["max_steps"]
 
 
-@pytest.mark.parametrize("task,data", [("chat-dpo", "prefs"), ("chat-grpo", "questions")])
+@pytest.mark.parametrize(
+    "task,data",
+    [("chat-sft", "conv"), ("chat-reward", "prefs"), ("chat-dpo", "prefs"), ("chat-grpo", "questions"),
+     pytest.param("chat-ppo", "questions", marks=pytest.mark.xfail(
+         strict=True, reason="known: on this char-level run (plain template, stop strings) PPO's weights drift from "
+                             "the uninterrupted run's from the second resumed step on; the role-token pipeline's PPO "
+                             "resumes exactly (test_pipeline)"))],
+)  # fmt: skip
 def test_a_stage_resumes_exactly(chain, tmp_path, task, data):
     root, f = chain
     if not (root / "sft").exists():
         _stage("chat-sft", root / "pretrain", f["conv"], root / "sft")
-    full = _stage(task, root / "sft", f[data], tmp_path / "full", train={"max_steps": 4, "decay_steps": 4})
-    _stage(task, root / "sft", f[data], tmp_path / "half", train={"max_steps": 2, "decay_steps": 4})
+    extra = {"reward": str(root / "sft-reward")} if task == "chat-ppo" else {}
+    if extra and not (root / "sft-reward").exists():
+        _stage("chat-reward", root / "sft", f["prefs"], root / "sft-reward")
+    full = _stage(task, root / "sft", f[data], tmp_path / "full", train={"max_steps": 4, "decay_steps": 4}, **extra)
+    _stage(task, root / "sft", f[data], tmp_path / "half", train={"max_steps": 2, "decay_steps": 4}, **extra)
     # as `genlab train --resume` does: the run's own config.yaml, with the overrides
     saved = load_yaml(tmp_path / "half" / "config.yaml")
     saved["train"]["max_steps"] = 4

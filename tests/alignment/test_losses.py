@@ -7,28 +7,50 @@ import torch
 import torch.nn.functional as F
 from tiny_models import tiny_gpt
 
-from genlab.alignment.data import collate_pairs, encode_pairs, render_plain
+from genlab.alignment.data import collate_pairs, encode_pairs
 from genlab.alignment.dpo import dpo_loss, dpo_step
 from genlab.alignment.grpo import group_advantages, grpo_loss, grpo_step, k3_kl
 from genlab.alignment.logprobs import sequence_logprobs, token_logprobs
 from genlab.alignment.ppo import kl_penalised_rewards, ppo_policy_step, ppo_targets
 from genlab.alignment.reward import bradley_terry_loss
 from genlab.alignment.rollouts import rollout, verifiable_reward
-from genlab.alignment.sft import collate, encode_segments, pack, sft_loss, sft_targets
+from genlab.alignment.sft import collate, pack, sft_loss, sft_targets
 from genlab.generation.decode import GenerationConfig
 from genlab.tokenizers.char import CharTokenizer
+from genlab.tokenizers.chat import PLAIN_TEMPLATE, ROLE_TOKEN_TEMPLATE, render_ids, train_chat_bpe
 
 
-def test_sft_mask_covers_exactly_the_assistant_tokens():
-    tok = CharTokenizer.train("User: hi\nAssistant: yo\n")
-    segs = render_plain([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
-    ids, mask = encode_segments(tok, segs)
-    assert tok.decode(ids) == "User: hi\nAssistant: yo\n"
-    assert tok.decode([i for i, m in zip(ids, mask) if m]) == " yo\n"
-    x, y = collate([(ids, mask)], block_size=64)
+def test_sft_mask_covers_exactly_the_assistant_tokens_on_the_role_token_template():
+    tok = train_chat_bpe("What is Python? A language. Be brief. Thanks! You are welcome." * 20, vocab_size=300)
+    convo = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is Python?"},
+             {"role": "assistant", "content": "A language."}, {"role": "user", "content": "Thanks!"},
+             {"role": "assistant", "content": "You are welcome."}]  # fmt: skip
+    ids, mask = render_ids(ROLE_TOKEN_TEMPLATE, tok, convo)
+    assert tok.decode(ids) == ROLE_TOKEN_TEMPLATE.render(convo, add_generation_prompt=False)
+    # the learned tokens: each reply's content and its end-of-turn markup, nothing else
+    runs, run = [], []
+    for i, m in zip(ids, mask):
+        if m:
+            run.append(i)
+        elif run:
+            runs, run = [*runs, run], []
+    runs += [run] if run else []
+    assert [tok.decode(r) for r in runs] == ["A language.<|end|>\n", "You are welcome.<|end|>\n"]
+    end = tok.encode("<|end|>")
+    assert len(end) == 1 and sum(mask) == sum(len(r) for r in runs) and all(r[-2] == end[0] for r in runs)
+    x, y = collate([(ids, mask)], block_size=128)
     inputs, targets = sft_targets(x, y)
-    assert tok.decode(targets[targets != -100].tolist()) == " yo\n"
+    assert tok.decode(targets[targets != -100].tolist()) == "A language.<|end|>\nYou are welcome.<|end|>\n"
     assert inputs.shape == targets.shape == (1, len(ids) - 1)
+
+
+def test_sft_mask_on_the_plain_template_of_a_char_run():
+    tok = CharTokenizer.train("User: hi\nAssistant: yo\n")
+    ids, mask = render_ids(
+        PLAIN_TEMPLATE, tok, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    )
+    assert tok.decode(ids) == "User: hi\nAssistant: yo\n"
+    assert tok.decode([i for i, m in zip(ids, mask) if m]) == "yo\n"
 
 
 def test_sft_loss_equals_cross_entropy_on_assistant_tokens_only():
@@ -64,8 +86,8 @@ def test_bradley_terry_by_hand():
 
 def test_dpo_loss_is_log2_when_policy_is_reference_and_label_smoothing():
     model = tiny_gpt(0)
-    tok = CharTokenizer.train("".join(chr(i) for i in range(32, 127)))
-    batch = collate_pairs(encode_pairs(tok, [{"prompt": "ab", "chosen": "cd", "rejected": "efg"}]), 64)
+    tok = CharTokenizer.train("".join(chr(i) for i in range(32, 126)) + "\n")  # 95 ids, as tiny_gpt
+    batch = collate_pairs(encode_pairs(PLAIN_TEMPLATE, tok, [{"prompt": "ab", "chosen": "cd", "rejected": "efg"}]), 64)
     loss, m = dpo_step(model, model, batch, beta=0.5)
     assert loss.item() == pytest.approx(math.log(2)) and m["reward_margin"].item() == 0.0
     h = torch.tensor([1.0])

@@ -1,31 +1,30 @@
-"""The JSONL files of the alignment stages, read with one-line errors that name the bad line.
+"""The JSONL files of the alignment stages, read with one-line errors that name the bad line,
+and rendered through the run's chat template (:mod:`genlab.tokenizers.chat`, the one renderer).
 
-- conversations (SFT): ``{"messages": [{"role": "user", "content": ...}, ...]}``, or pre-rendered
-  ``{"segments": [[text, is_assistant], ...]}`` (text already in the chat template's form);
+- conversations (SFT): ``{"messages": [{"role": "user", "content": ...}, ...]}``;
 - preferences (reward, DPO): ``{"prompt": ..., "chosen": ..., "rejected": ...}``;
-- verifiable prompts (GRPO, PPO): ``{"prompt": ..., "answer": ...}``: the reward function
-  compares a completion with ``answer``.
+- verifiable prompts (GRPO, PPO): ``{"prompt": ..., "answer": ...}`` (optionally ``check``: see
+  :func:`genlab.data.chat.check_answer`): the reward function checks a completion against it.
 
-Until a chat template is wired in, :func:`render_plain` renders messages as ``User: ...`` /
-``Assistant: ...`` lines; a template only has to provide the same ``segments(messages)``.
+A ``prompt`` is the user's message (plus an optional ``system`` string); the stage renders it with
+the generation prompt, and an answer as the assistant's content and its end-of-turn markup.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from genlab.core.errors import DataError
-from genlab.data.chat import iter_jsonl
+from genlab.data.chat import iter_jsonl, read_conversations
+from genlab.tokenizers.chat import ChatTemplate, prompt_ids, render_ids, reply_ids
 
 PREFERENCE_KEYS = ("prompt", "chosen", "rejected")
 VERIFIABLE_KEYS = ("prompt", "answer")
-ROLES = ("system", "user", "assistant")
 
-Segments = list[tuple[str, bool]]  # (text, counts for the loss)
+Example = tuple[list[int], list[int]]  # token ids, assistant mask (1/0), same length
 
 
 def read_jsonl(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> list[dict]:
@@ -41,38 +40,24 @@ def read_jsonl(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> list[dict
     return rows
 
 
-def render_plain(messages: list[dict]) -> Segments:
-    """Messages -> segments in a plain ``Role: text`` form; only assistant replies count for the loss."""
-    out: Segments = []
-    for m in messages:
-        role, content = m.get("role"), m.get("content")
-        if role not in ROLES or not isinstance(content, str):
-            raise DataError(f"a message needs a role in {list(ROLES)} and string content, got {m!r}")
-        if role == "assistant":
-            out.append(("Assistant:", False))
-            out.append((f" {content}\n", True))
-        else:
-            out.append((f"{role.capitalize()}: {content}\n", False))
-    return out
+def conversation_examples(path: str | os.PathLike, template: ChatTemplate, tok) -> list[Example]:
+    """A conversations file as (ids, mask) examples: the mask is 1 exactly on each assistant turn's
+    content and end-of-turn markup (:func:`genlab.tokenizers.chat.render_ids`)."""
+    rows = read_conversations(path)
+    if not rows:
+        raise DataError(f"{path} holds no examples")
+    return [render_ids(template, tok, row["messages"]) for row in rows]
 
 
-def conversation_segments(path: str | os.PathLike, render: Callable[[list[dict]], Segments] = render_plain):
-    """A conversations file as a list of segment lists (see the module docstring)."""
-    result = []
-    for n, row in enumerate(read_jsonl(path), 1):
-        try:
-            if "segments" in row:
-                segs = [(str(t), bool(a)) for t, a in row["segments"]]
-            elif isinstance(row.get("messages"), list):
-                segs = render(row["messages"])
-            else:
-                raise DataError("needs 'messages' (a list) or 'segments'")
-        except (DataError, TypeError, ValueError) as e:
-            raise DataError(f"{path}: example {n}: {e}") from None
-        if not any(a for _, a in segs):
-            raise DataError(f"{path}: example {n} has no assistant text to learn from")
-        result.append(segs)
-    return result
+def prompt_messages(row: dict) -> list[tuple[str, str]]:
+    """A row's prompt as messages: its optional ``system`` string, then the user's ``prompt``."""
+    system = row.get("system")
+    return ([("system", system)] if isinstance(system, str) and system else []) + [("user", row["prompt"])]
+
+
+def encode_prompt(template: ChatTemplate, tok, row: dict) -> list[int]:
+    """A row's prompt rendered with the generation prompt: what the policy continues."""
+    return prompt_ids(template, tok, prompt_messages(row))
 
 
 # --- tokenised batches ----------------------------------------------------------------------
@@ -80,16 +65,16 @@ def conversation_segments(path: str | os.PathLike, render: Callable[[list[dict]]
 Pair = tuple[list[int], list[int], list[int]]  # prompt, chosen answer, rejected answer (token ids)
 
 
-def encode_pairs(tok, rows: list[dict]) -> list[Pair]:
-    """Preference rows -> (prompt, chosen, rejected) ids; the answers end with the end-of-text token if any."""
-    eos = [tok.eos_id] if getattr(tok, "eos_id", None) is not None else []
-    return [(tok.encode(r["prompt"]), tok.encode(r["chosen"]) + eos, tok.encode(r["rejected"]) + eos) for r in rows]
+def encode_pairs(template: ChatTemplate, tok, rows: list[dict]) -> list[Pair]:
+    """Preference rows -> (prompt, chosen, rejected) ids: the prompt with the generation prompt,
+    each answer as the assistant's content and its end-of-turn markup."""
+    reply = lambda text: reply_ids(template, tok, text)
+    return [(encode_prompt(template, tok, r), reply(r["chosen"]), reply(r["rejected"])) for r in rows]
 
 
-def collate_pairs(pairs: list[Pair], block_size: int, pad_id: int = 0):
-    """(ids, attention_mask, completion_mask), each (2B, T): the B chosen rows then the B rejected rows,
-    prompt + answer, right-padded; a row longer than the context keeps its answer and loses the prompt's start."""
-    rows = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
+def collate_completions(rows: list[tuple[list[int], list[int]]], block_size: int, pad_id: int = 0):
+    """(prompt, answer) id rows -> (ids, attention_mask, completion_mask), each (N, T), right-padded;
+    a row longer than the context keeps its answer and loses the prompt's start."""
     seqs = []
     for prompt, answer in rows:
         answer = answer[:block_size]
@@ -106,12 +91,21 @@ def collate_pairs(pairs: list[Pair], block_size: int, pad_id: int = 0):
     return ids, attention, completion
 
 
+def collate_pairs(pairs: list[Pair], block_size: int, pad_id: int = 0):
+    """(ids, attention_mask, completion_mask), each (2B, T): the B chosen rows then the B rejected rows
+    (see :func:`collate_completions`)."""
+    rows = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
+    return collate_completions(rows, block_size, pad_id)
+
+
 __all__ = [
     "PREFERENCE_KEYS",
     "VERIFIABLE_KEYS",
+    "collate_completions",
     "collate_pairs",
-    "conversation_segments",
+    "conversation_examples",
     "encode_pairs",
+    "encode_prompt",
+    "prompt_messages",
     "read_jsonl",
-    "render_plain",
 ]

@@ -9,18 +9,18 @@ Each row is its prompt left-padded to P, then its completion right-padded to C::
     completion_mask [ 0   0   0  0  0 |  1  1   1    0 ]
 
 A completion that ended on the end-of-text token keeps it (the policy learns when to stop).
-Verifiable rewards compare the decoded completion with a known answer.
+Verifiable rewards check the decoded completion against a known answer.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from genlab.core.errors import TokenizerError
+from genlab.core.errors import ConfigError, TokenizerError
+from genlab.data.chat import check_answer, is_abstention
 from genlab.generation.decode import GenerationConfig, generate, left_pad
 
 
@@ -35,7 +35,13 @@ class Rollout:
 
 @torch.no_grad()
 def rollout(policy: nn.Module, prompts: list[list[int]], cfg: GenerationConfig, decode, pad_id: int = 0) -> Rollout:
-    """``cfg.num_return_sequences`` completions of each prompt (rows prompt-major)."""
+    """``cfg.num_return_sequences`` completions of each prompt (rows prompt-major); a prompt longer
+    than the context leaves for the completion keeps its end (where the generation prompt is)."""
+    room = policy.config.block_size - cfg.max_new_tokens
+    if room < 1:
+        raise ConfigError(f"max_new_tokens={cfg.max_new_tokens} leaves no room for a prompt in a context of "
+                          f"{policy.config.block_size}: lower rollout.max_new_tokens")  # fmt: skip
+    prompts = [p[-room:] for p in prompts]
     was_training = policy.training
     policy.eval()
     try:
@@ -63,22 +69,14 @@ def rollout(policy: nn.Module, prompts: list[list[int]], cfg: GenerationConfig, 
     )  # fmt: skip
 
 
-ABSTAIN = ("i don't know", "i do not know", "unknown")
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip().splitlines()[0] if text.strip() else "").strip(" .!").lower()
-
-
-def verifiable_reward(completion: str, answer: str, abstain: float = 0.0) -> float:
-    """1 for the right answer (the first line, case and trailing dots ignored), ``abstain`` for
-    "I don't know", -1 for anything else: a correct answer above abstaining above a wrong one."""
-    said = _norm(completion)
-    if said == _norm(answer):
+def verifiable_reward(completion: str, question: dict | str, abstain: float = 0.0) -> float:
+    """1 for a right answer (:func:`genlab.data.chat.check_answer`: ``question`` is a checkable
+    question row, or just its answer), ``abstain`` for "I don't know", -1 for anything else: a
+    correct answer above abstaining above a wrong one."""
+    row = question if isinstance(question, dict) else {"answer": question}
+    if check_answer(row, completion):
         return 1.0
-    if said in ABSTAIN:
-        return abstain
-    return -1.0
+    return abstain if is_abstention(completion) else -1.0
 
 
 def check_same_tokenizer(policy_tok, reward_tok, where: str) -> None:

@@ -6,9 +6,10 @@ where m is 1 on assistant tokens (the replies the model should learn to write) a
 system prompt, the user's turns and padding: the model still reads them as context (InstructGPT's
 SFT stage, Ouyang et al. 2022, arXiv:2203.02155). Axes: B batch, T time.
 
-A conversation is a list of segments ``(text, is_assistant)``; each segment is encoded on its
-own, so the mask is exact at every segment boundary whatever the tokenizer. ``pack`` concatenates
-examples into full rows of ``block_size`` tokens (less padding, the same loss per token).
+A conversation is rendered by the run's chat template (:func:`genlab.tokenizers.chat.render_ids`):
+the mask is 1 on each assistant turn's content and its end-of-turn markup, so the model learns to
+close its turn. ``pack`` concatenates examples into full rows of ``block_size`` tokens (less
+padding, the same loss per token).
 """
 
 from __future__ import annotations
@@ -20,21 +21,6 @@ from genlab.core.errors import DataError
 from genlab.objectives.causal_lm import causal_lm_loss
 
 Example = tuple[list[int], list[int]]  # token ids, assistant mask (1/0), same length
-
-
-def encode_segments(tok, segments: list[tuple[str, bool]], eos: bool = True) -> Example:
-    """Segments -> (ids, mask); an end-of-text token (when the tokenizer has one) closes the example
-    and counts as an assistant token, so the model learns to stop."""
-    ids: list[int] = []
-    mask: list[int] = []
-    for text, assistant in segments:
-        piece = tok.encode(text)
-        ids += piece
-        mask += [int(assistant)] * len(piece)
-    if eos and getattr(tok, "eos_id", None) is not None:
-        ids.append(tok.eos_id)
-        mask.append(1)
-    return ids, mask
 
 
 def sft_targets(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,4 +62,4 @@ def sft_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
     return causal_lm_loss(model, sft_targets(ids, mask))
 
 
-__all__ = ["collate", "encode_segments", "pack", "sft_loss", "sft_targets"]
+__all__ = ["collate", "pack", "sft_loss", "sft_targets"]

@@ -4,6 +4,8 @@ Every stage starts from a GPT run (``init=RUN``: a pretraining run, or the previ
 JSONL file (see :mod:`genlab.alignment.data`), writes a run directory like every recipe (the
 init run's tokenizer and model section, so :func:`genlab.runs.load_run` reads it back) and
 resumes exactly (``--resume``): data order and rollout sampling seeds are part of the checkpoint.
+Every stage renders its data through the init run's chat template (``template=`` names another)
+and saves it as the run's ``chat_template.json``, so ``genlab chat`` and the server open the run.
 
     genlab train chat/sft init=runs/pretrain data.path=conversations.jsonl
     genlab train chat/reward init=runs/sft data.path=preferences.jsonl
@@ -27,7 +29,7 @@ from genlab.alignment.logprobs import token_logprobs
 from genlab.alignment.ppo import ppo_policy_step, ppo_targets, ppo_value_step, token_values
 from genlab.alignment.reward import pairwise_accuracy, reward_step
 from genlab.alignment.rollouts import check_same_tokenizer, rollout, verifiable_reward
-from genlab.alignment.sft import collate, encode_segments, pack, sft_loss
+from genlab.alignment.sft import collate, pack, sft_loss
 from genlab.core.config import merge, to_dict
 from genlab.core.errors import ConfigError, DataError
 from genlab.data.batches import ShuffledBatches
@@ -35,6 +37,7 @@ from genlab.generation.decode import GenerationConfig
 from genlab.models.heads import HeadConfig, ScoreModel
 from genlab.recipes import runner
 from genlab.runs import load_run
+from genlab.tokenizers.chat import TEMPLATE_FILE, ChatTemplate, end_of_turn_id, resolve_template, save_template
 from genlab.training.engine import Phase, TrainConfig, Trainer
 from genlab.training.optim import adamw
 from genlab.training.runtime import unwrap
@@ -62,6 +65,7 @@ class ChatRecipe:
     task: str = "chat-sft"
     init: str = ""  # a GPT run directory the stage starts from
     checkpoint: str = "best"  # which checkpoint of init
+    template: str = ""  # '' the init run's (else role-tokens/plain by its tokenizer) | role-tokens | plain | FILE
     data: ChatData = field(default_factory=ChatData)
     train: TrainConfig = field(default_factory=TrainConfig)
     beta: float = 0.1  # DPO: beta; GRPO: KL weight; PPO: per-token KL penalty
@@ -108,8 +112,18 @@ def _prepare(r: ChatRecipe, s: runner.Session) -> runner.Setup:
     pad = tok.eos_id if tok.eos_id is not None else 0
     config = {k: v for k, v in to_dict(r).items() if k != "head"}  # only a reward run has a head
     config = merge(config, {"model": init_config["model"]})
+    own = s.run_dir / TEMPLATE_FILE
+    template, where = resolve_template(str(own) if s.resume and own.is_file() else r.template, r.init, tok)
+    s.log(f"{r.task}: chat template: {where}")
     build = {"chat-sft": _sft, "chat-reward": _reward, "chat-dpo": _dpo, "chat-grpo": _grpo, "chat-ppo": _ppo}
-    return build[r.task](r, s, policy.train(), tok, block, pad, config)
+    return build[r.task](r, s, template, policy.train(), tok, block, pad, config)
+
+
+def _start(s: runner.Session, template: ChatTemplate, config: dict, tok) -> None:
+    """Start the run (config.yaml, tokenizer) and save the stage's chat template beside them."""
+    s.start(config, tok)
+    if s.rt.is_main:
+        save_template(template, s.run_dir)
 
 
 def _batches(n: int, t: TrainConfig, s: runner.Session, collate_fn) -> ShuffledBatches:
@@ -140,13 +154,13 @@ def _setup(s, trainer, data, models, describe, sample_batch, finish=None, loss=N
 # --- SFT ------------------------------------------------------------------------------------
 
 
-def _sft(r, s, policy, tok, block, pad, config):
+def _sft(r, s, template, policy, tok, block, pad, config):
     t, rt = r.train, s.rt
-    examples = [encode_segments(tok, segs) for segs in D.conversation_segments(r.data.path)]
+    examples = D.conversation_examples(r.data.path, template, tok)
     train_ex, val_ex = _split(examples, r.data.val_fraction, r.data.path)
     if r.data.pack:
         train_ex = pack(train_ex, block)
-    s.start(config, tok)
+    _start(s, template, config, tok)
     model = rt.wrap(policy)
     optimizer = adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
     make = lambda ex: collate(ex, block, pad)
@@ -174,13 +188,14 @@ def _mean(xs: list[float]) -> float:
 # --- reward model ---------------------------------------------------------------------------
 
 
-def _reward(r, s, policy, tok, block, pad, config):
+def _reward(r, s, template, policy, tok, block, pad, config):
     t, rt = r.train, s.rt
-    pairs = D.encode_pairs(tok, D.read_jsonl(r.data.path, D.PREFERENCE_KEYS))
+    pairs = D.encode_pairs(template, tok, D.read_jsonl(r.data.path, D.PREFERENCE_KEYS))
     train_p, val_p = _split(pairs, r.data.val_fraction, r.data.path)
     head = HeadConfig()
     t.best_metric, t.best_mode = "val_accuracy", "max"
-    s.start(merge(config, {"head": to_dict(head), "train": {"best_metric": t.best_metric, "best_mode": "max"}}), tok)
+    best = {"best_metric": t.best_metric, "best_mode": "max"}
+    _start(s, template, merge(config, {"head": to_dict(head), "train": best}), tok)
     model = rt.wrap(ScoreModel(policy, head))
     optimizer = adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
     make = lambda ps: collate_pairs_scores(ps, block, pad)
@@ -205,11 +220,11 @@ def collate_pairs_scores(pairs, block, pad):
 # --- DPO ------------------------------------------------------------------------------------
 
 
-def _dpo(r, s, policy, tok, block, pad, config):
+def _dpo(r, s, template, policy, tok, block, pad, config):
     t, rt = r.train, s.rt
-    pairs = D.encode_pairs(tok, D.read_jsonl(r.data.path, D.PREFERENCE_KEYS))
+    pairs = D.encode_pairs(template, tok, D.read_jsonl(r.data.path, D.PREFERENCE_KEYS))
     train_p, val_p = _split(pairs, r.data.val_fraction, r.data.path)
-    s.start(config, tok)
+    _start(s, template, config, tok)
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     model = rt.wrap(policy)
     reference.to(rt.device)
@@ -240,8 +255,8 @@ class Rollouts:
     scored, with the sampling policy's and the reference's log-probs. Resumable: the prompt order
     and the number of draws (each draw samples with seed + draws) are its state."""
 
-    def __init__(self, prompts, answers, policy, reference, tok, r: ChatRecipe, s, score=None, value=None):
-        self.prompts, self.answers = prompts, answers
+    def __init__(self, prompts, answers, policy, reference, tok, template, r: ChatRecipe, s, score=None, value=None):
+        self.prompts, self.answers, self.template = prompts, answers, template
         self.policy, self.reference, self.tok, self.r = policy, reference, tok, r
         self.score, self.value = score, value
         self.order = _batches(len(prompts), r.train, s, lambda idx: [int(i) for i in idx])
@@ -253,8 +268,9 @@ class Rollouts:
     def generation(self, seed: int) -> GenerationConfig:
         ro = self.r.rollout
         return GenerationConfig(max_new_tokens=ro.max_new_tokens, temperature=ro.temperature, top_k=ro.top_k,
-                                top_p=ro.top_p, num_return_sequences=ro.group_size, eos_id=self.tok.eos_id,
-                                bos_id=self.tok.eos_id, seed=seed, context="window")  # fmt: skip
+                                top_p=ro.top_p, num_return_sequences=ro.group_size, stop=self.template.stop,
+                                eos_id=end_of_turn_id(self.template, self.tok), bos_id=self.tok.eos_id, seed=seed,
+                                context="window")  # fmt: skip
 
     def __next__(self):
         idx = next(self.order)
@@ -271,7 +287,8 @@ class Rollouts:
                 scores = self.score.score(out.ids, out.attention_mask).float()
             else:
                 ro = self.r.rollout
-                scores = torch.tensor([verifiable_reward(x, a, ro.abstain_reward) for x, a in zip(out.texts, answers)])
+                texts = [self.template.clean(x) for x in out.texts]
+                scores = torch.tensor([verifiable_reward(x, a, ro.abstain_reward) for x, a in zip(texts, answers)])
         scores = scores.to(ref.device)
         self.last_reward = float(scores.mean())
         if self.value is None:  # GRPO
@@ -291,21 +308,22 @@ class Rollouts:
         self.draws = int(state["draws"])
 
 
-def _verifiable(r, tok):
+def _verifiable(r, tok, template):
+    """(prompt ids, question rows) of the training and the validation questions."""
     rows = D.read_jsonl(r.data.path, D.VERIFIABLE_KEYS)
     train_rows, val_rows = _split(rows, r.data.val_fraction, r.data.path)
-    enc = lambda rs: ([tok.encode(x["prompt"]) for x in rs], [x["answer"] for x in rs])
+    enc = lambda rs: ([D.encode_prompt(template, tok, x) for x in rs], rs)
     return enc(train_rows), enc(val_rows)
 
 
-def _greedy_eval(policy, tok, prompts, answers, r):
+def _greedy_eval(policy, tok, template, prompts, answers, r):
     """Mean verifiable reward and accuracy of greedy answers to held-out prompts."""
     if not prompts:
         return {}
-    cfg = GenerationConfig(max_new_tokens=r.rollout.max_new_tokens, temperature=0.0, eos_id=tok.eos_id,
-                           bos_id=tok.eos_id, context="window")  # fmt: skip
+    cfg = GenerationConfig(max_new_tokens=r.rollout.max_new_tokens, temperature=0.0, stop=template.stop,
+                           eos_id=end_of_turn_id(template, tok), bos_id=tok.eos_id, context="window")  # fmt: skip
     out = rollout(unwrap(policy), prompts, cfg, tok.decode, tok.eos_id if tok.eos_id is not None else 0)
-    rewards = [verifiable_reward(x, a, r.rollout.abstain_reward) for x, a in zip(out.texts, answers)]
+    rewards = [verifiable_reward(template.clean(x), a, r.rollout.abstain_reward) for x, a in zip(out.texts, answers)]
     return {"val_reward": _mean(rewards), "val_accuracy": _mean([float(x == 1.0) for x in rewards])}
 
 
@@ -317,25 +335,26 @@ def _best_reward(trainer):
     return {"best_val_reward": trainer.best}
 
 
-def _grpo(r, s, policy, tok, block, pad, config):
+def _grpo(r, s, template, policy, tok, block, pad, config):
     t, rt = r.train, s.rt
-    (prompts, answers), (val_prompts, val_answers) = _verifiable(r, tok)
-    s.start(merge(config, {"train": {"best_metric": "val_reward", "best_mode": "max"}}), tok)
+    (prompts, answers), (val_prompts, val_answers) = _verifiable(r, tok, template)
+    _start(s, template, merge(config, {"train": {"best_metric": "val_reward", "best_mode": "max"}}), tok)
     t.best_metric, t.best_mode = "val_reward", "max"
     reference = copy.deepcopy(policy).eval().requires_grad_(False).to(rt.device)
     model = rt.wrap(policy)
     optimizer = adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
-    data = Rollouts(prompts, answers, model, reference, tok, r, s)
+    data = Rollouts(prompts, answers, model, reference, tok, template, r, s)
     step = lambda ms, b: grpo_step(ms["model"], b, r.beta, r.clip, loss_type=r.loss_type)
+    evaluate = lambda ms: _greedy_eval(ms["model"], tok, template, val_prompts, val_answers, r)
     trainer = Trainer({"model": model}, {"model": optimizer}, [Phase(step)], rt, t, run_dir=s.run_dir,
-                      evaluate=lambda ms: _greedy_eval(ms["model"], tok, val_prompts, val_answers, r))  # fmt: skip
+                      evaluate=evaluate)  # fmt: skip
     describe = f"{len(prompts)} train / {len(val_prompts)} val prompts, verifiable"
     return _setup(s, trainer, data, [model], describe, _rollout_shape(r, block), _best_reward)
 
 
-def _ppo(r, s, policy, tok, block, pad, config):
+def _ppo(r, s, template, policy, tok, block, pad, config):
     t, rt = r.train, s.rt
-    (prompts, answers), (val_prompts, val_answers) = _verifiable(r, tok)
+    (prompts, answers), (val_prompts, val_answers) = _verifiable(r, tok, template)
     scorer = None
     if r.reward:
         scorer, reward_tok, _ = load_run(r.reward)
@@ -348,19 +367,20 @@ def _ppo(r, s, policy, tok, block, pad, config):
     else:
         value = ScoreModel(copy.deepcopy(policy))
     value.requires_grad_(True).train()
-    s.start(merge(config, {"train": {"best_metric": "val_reward", "best_mode": "max"}}), tok)
+    _start(s, template, merge(config, {"train": {"best_metric": "val_reward", "best_mode": "max"}}), tok)
     t.best_metric, t.best_mode = "val_reward", "max"
     reference = copy.deepcopy(policy).eval().requires_grad_(False).to(rt.device)
     model, value = rt.wrap(policy), rt.wrap(value)
     optimizers = {"model": adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2)),
                   "value": adamw(value, t.lr, t.weight_decay, (t.beta1, t.beta2))}  # fmt: skip
-    data = Rollouts(prompts, answers, model, reference, tok, r, s, score=scorer, value=value)
+    data = Rollouts(prompts, answers, model, reference, tok, template, r, s, score=scorer, value=value)
     phases = [
         Phase(lambda ms, b: ppo_policy_step(ms["model"], b, r.clip), "model", "policy_loss"),
         Phase(lambda ms, b: ppo_value_step(ms["value"], b, r.value_clip, r.value_coef), "value", "value_loss"),
     ]
+    evaluate = lambda ms: _greedy_eval(ms["model"], tok, template, val_prompts, val_answers, r)
     trainer = Trainer({"model": model, "value": value}, optimizers, phases, rt, t, run_dir=s.run_dir,
-                      evaluate=lambda ms: _greedy_eval(ms["model"], tok, val_prompts, val_answers, r))  # fmt: skip
+                      evaluate=evaluate)  # fmt: skip
     describe = f"{len(prompts)} train / {len(val_prompts)} val prompts, reward {r.reward or 'verifiable'}"
     return _setup(s, trainer, data, [model, value], describe, _rollout_shape(r, block), _best_reward)
 

@@ -18,6 +18,7 @@ from genlab.objectives.causal_lm import causal_lm_loss, mean_loss
 from genlab.recipes import runner
 from genlab.runs import model_config
 from genlab.tokenizers import load_tokenizer, train_tokenizer
+from genlab.tokenizers.chat import default_template, role_token_ids, save_template
 from genlab.training.engine import Phase, TrainConfig, Trainer
 from genlab.training.optim import adamw
 from genlab.training.runtime import unwrap
@@ -26,7 +27,7 @@ from genlab.training.runtime import unwrap
 @dataclass
 class DataConfig:
     source: str = "tinyshakespeare"  # a named source (genlab data list) or a text file / folder
-    tokenizer: str = "char"  # char | bpe
+    tokenizer: str = "char"  # char | bpe | chat-bpe (BPE + the chat role tokens; the run gets chat_template.json)
     vocab_size: int = 0  # BPE vocabulary size (0: default)
     val_fraction: float = 0.1  # the last 10% of the stream, in file order
 
@@ -64,6 +65,8 @@ def _prepare(r: LMRecipe, s: runner.Session) -> runner.Setup:
     cfg = model_config(r.model, vocab_size=tok.vocab_size)
     block = cfg.block_size
     s.start(merge(to_dict(r), {"model": {"family": family_of(cfg), **to_dict(cfg)}}), tok)
+    if rt.is_main and not s.resume and role_token_ids(tok):  # a chat tokenizer: a chat run (genlab chat opens it)
+        save_template(default_template(tok), run_dir)
     model = rt.wrap(build_model(cfg))
     optimizer = adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
     windows = lambda: RandomWindows(train_tokens, block, t.batch_size, seed=t.seed, rank=rt.rank,

@@ -75,7 +75,7 @@ def load_tokenizer(directory: str | Path) -> CharTokenizer | BPETokenizer | Word
 
 
 def train_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> CharTokenizer | BPETokenizer:
-    """Train a ``"char"`` or ``"bpe"`` tokenizer on ``text``.
+    """Train a ``"char"``, ``"bpe"`` or ``"chat-bpe"`` (BPE + the chat role tokens) tokenizer on ``text``.
 
     ``vocab_size`` is the BPE target (default :data:`DEFAULT_BPE_VOCAB`); a character
     vocabulary is whatever characters the text holds, so for ``"char"`` it only serves
@@ -92,4 +92,8 @@ def train_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Char
         return tok
     if kind == "bpe":
         return BPETokenizer.train(text, vocab_size=vocab_size or DEFAULT_BPE_VOCAB)
-    raise ConfigError(f"unknown tokenizer kind {kind!r}: use 'char' or 'bpe'")
+    if kind == "chat-bpe":  # BPE with the chat role tokens as special tokens (genlab.tokenizers.chat)
+        from genlab.tokenizers.chat import train_chat_bpe
+
+        return train_chat_bpe(text, vocab_size=vocab_size or DEFAULT_BPE_VOCAB)
+    raise ConfigError(f"unknown tokenizer kind {kind!r}: use 'char' or 'bpe' (or 'chat-bpe': BPE + chat role tokens)")

@@ -123,6 +123,20 @@ ROLE_TOKEN_TEMPLATE = ChatTemplate(
 )
 
 
+#: The plain-text template of a run whose tokenizer has no role tokens (a character-level run):
+#: ``User: ...`` / ``Assistant: ...`` lines; the assistant's turn ends at the next ``User:``.
+PLAIN_TEMPLATE = ChatTemplate(
+    system="System: {content}\n",
+    user="User: {content}\n",
+    assistant="Assistant: {content}\n",
+    generation="Assistant: ",
+    stop=("\nUser:",),
+)
+
+#: The templates a stage may name (``template=role-tokens``); a path to a JSON file also works.
+TEMPLATES = {"role-tokens": ROLE_TOKEN_TEMPLATE, "plain": PLAIN_TEMPLATE}
+
+
 def _pairs(messages: Sequence[Message]) -> list[tuple[str, str]]:
     out = []
     for i, m in enumerate(messages):
@@ -162,6 +176,23 @@ def render_ids(
 def prompt_ids(template: ChatTemplate, tokenizer, messages: Sequence[Message]) -> list[int]:
     """The ids a chat model continues: the conversation, then the opening of the assistant's turn."""
     return render_ids(template, tokenizer, messages, add_generation_prompt=True)[0]
+
+
+def reply_ids(template: ChatTemplate, tokenizer, content: str) -> list[int]:
+    """The ids of an assistant reply as :func:`render_ids` writes them after the turn's opening:
+    the content and the closing markup (what follows :func:`prompt_ids` in training data)."""
+    ids, mask = render_ids(template, tokenizer, [("assistant", content)])
+    return [i for i, m in zip(ids, mask) if m]
+
+
+def end_of_turn_id(template: ChatTemplate, tokenizer) -> int | None:
+    """The token that ends the assistant's turn when the template's first stop is one token
+    (``<|end|>`` of a chat tokenizer), else the tokenizer's end-of-text id."""
+    if template.stop:
+        ids = tokenizer.encode(template.stop[0])
+        if len(ids) == 1:
+            return ids[0]
+    return getattr(tokenizer, "eos_id", None)
 
 
 def fit_context(
@@ -243,6 +274,30 @@ def load_template(path: str | os.PathLike) -> ChatTemplate:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path} is not valid JSON ({e}): fix or delete it") from e
     return ChatTemplate.from_dict(data, str(path))
+
+
+def default_template(tokenizer) -> ChatTemplate:
+    """The template for a tokenizer without one: the role-token template when it holds every
+    role token, else the plain-text template."""
+    return ROLE_TOKEN_TEMPLATE if len(role_token_ids(tokenizer)) == len(ROLE_TOKENS) else PLAIN_TEMPLATE
+
+
+def resolve_template(name: str, run_dir: str | os.PathLike | None, tokenizer) -> tuple[ChatTemplate, str]:
+    """(template, where it came from) for a stage: ``name`` '' takes the run's own (its
+    ``chat_template.json`` or the tokenizer's), else :func:`default_template`; 'role-tokens' or
+    'plain' name one of :data:`TEMPLATES`; anything else is a path to a ``chat_template.json``."""
+    if not name:
+        found = find_template(run_dir, tokenizer)
+        if found is not None:
+            return found, f"the template of {run_dir}"
+        chosen = default_template(tokenizer)
+        kind = "role-tokens" if chosen == ROLE_TOKEN_TEMPLATE else "plain"
+        return chosen, f"{run_dir} has no chat template: the {kind} template"
+    if name in TEMPLATES:
+        return TEMPLATES[name], f"the {name} template"
+    if not Path(name).is_file():
+        raise ConfigError(f"template is '' (the init run's), one of {sorted(TEMPLATES)} or a JSON file; got '{name}'")
+    return load_template(name), str(name)
 
 
 def find_template(run_dir: str | os.PathLike | None, tokenizer) -> ChatTemplate | None:
