@@ -638,7 +638,7 @@ def studio(
 
 # The options genlab rag query and genlab rag eval share.
 Bm25Weight = Annotated[
-    float | None, typer.Option(help="Hybrid: the BM25 side's weight against dense's 1 (default: the tuned 0.4).")
+    float | None, typer.Option(help="Hybrid: the BM25 side's weight against dense's 1 (default: the tuned 0.2).")
 ]
 Fusion = Annotated[
     str | None,

@@ -68,7 +68,11 @@ def test_convex_zscore_fusion_by_hand_keeps_score_gaps_that_rrf_drops():
     # broken by order; the z-scored sum keeps dense's margin.
     dense = ([1, 2, 3], [0.95, 0.40, 0.38])
     lexical = ([2, 1, 3], [5.01, 5.00, 1.0])
-    z = lambda s: (np.asarray(s) - np.mean(s)) / np.std(s)
+
+    def z(scores):  # statistics over the kept scores and the floor (here the lowest kept score)
+        s = np.append(scores, min(scores))
+        return ((s - s.mean()) / s.std())[:-1]
+
     zd, zb = z(dense[1]), z(lexical[1])
     fused = dict(convex_fusion([dense, lexical], [1.0, 1.0], "zscore"))
     assert fused[1] == pytest.approx((zd[0] + zb[1]) / 2)
@@ -84,10 +88,22 @@ def test_convex_zscore_fusion_by_hand_keeps_score_gaps_that_rrf_drops():
     assert convex_fusion([]) == []
 
 
+def test_a_floor_tells_a_single_lexical_hit_from_the_rest():
+    dense = ([1, 2, 3, 4], [0.9, 0.8, 0.7, 0.1])  # minmax: 1, 0.875, 0.75, 0
+    one = ([3], [2.0])  # BM25 found one chunk; every other chunk scores 0
+    # no floor: the lone hit is its own minimum, so BM25 cannot lift it
+    assert [d for d, _ in convex_fusion([dense, one], [1.0, 1.0], "minmax")][0] == 1
+    for norm in ("minmax", "zscore"):
+        fused = convex_fusion([dense, one], [1.0, 1.0], norm, [None, 0.0])
+        assert fused[0][0] == 3, norm
+    fused = dict(convex_fusion([dense, one], [1.0, 1.0], "minmax", [None, 0.0]))
+    assert fused[3] == pytest.approx((0.75 + 1.0) / 2) and fused[1] == pytest.approx((1.0 + 0.0) / 2)
+
+
 def test_fusion_input_errors():
     with pytest.raises(ValueError, match="normalisation"):
         convex_fusion([([1], [1.0])], norm="softmax")
-    with pytest.raises(ValueError, match="2 weights for 1"):
+    with pytest.raises(ValueError, match="2 weights and 1 floors for 1 rankings"):
         convex_fusion([([1], [1.0])], [1.0, 1.0])
     with pytest.raises(ValueError, match="non-negative"):
         convex_fusion([([1], [1.0])], [-1.0])

@@ -18,8 +18,9 @@
       minmax: N(s) = (s - min s) / (max s - min s)                   (1 when every score is equal)
       zscore: N(s) = (s - mean s) / std s                           (0 when every score is equal)
 
-  with min, max, mean and std over that retriever's own top ``depth``; a chunk missing from one
-  ranking takes that ranking's lowest normalised score (it scored at most the lowest one kept).
+  with min, max, mean and std over that retriever's own top ``depth`` and its floor, the score a
+  chunk missing from the ranking is given: 0 for BM25 (a chunk with no query word scores 0; BM25
+  keeps only hits above 0), the lowest kept cosine for dense (a missing chunk scored at most that).
   RRF throws the score gaps away, so a much weaker ranking (BM25 here) pulls a stronger one down
   as hard as it is pulled up; the convex combination keeps how far ahead the top hits are.
 
@@ -65,47 +66,59 @@ def reciprocal_rank_fusion(
     return sorted(score.items(), key=lambda kv: (-kv[1], order[kv[0]]))
 
 
-def _normalise(scores: Sequence[float], how: str) -> np.ndarray:
-    """A ranking's scores normalised for fusion: ``minmax`` to [0, 1], ``zscore`` to mean 0, std 1."""
-    s = np.asarray(scores, dtype=np.float64)
+def _normalise(scores: np.ndarray, floor: float, how: str) -> tuple[np.ndarray, float]:
+    """A ranking's kept scores and its floor (the score a missing id gets), normalised together:
+    ``minmax`` to [0, 1], ``zscore`` to mean 0, std 1, over the kept scores and the floor."""
+    s = np.append(scores, floor).astype(np.float64)
     if how == "minmax":
         span = s.max() - s.min()
-        return (s - s.min()) / span if span > 0 else np.ones_like(s)
-    std = s.std()
-    return (s - s.mean()) / std if std > 0 else np.zeros_like(s)
+        n = (s - s.min()) / span if span > 0 else np.ones_like(s)
+    else:
+        std = s.std()
+        n = (s - s.mean()) / std if std > 0 else np.zeros_like(s)
+    return n[:-1], float(n[-1])
 
 
 def convex_fusion(
     rankings: Sequence[tuple[Sequence[int], Sequence[float]]],
     weights: Sequence[float] | None = None,
     norm: str = "minmax",
+    floors: Sequence[float | None] | None = None,
 ) -> list[tuple[int, float]]:
     """Fuse scored rankings (each (ids, scores), best first) into [(id, score)], best first.
 
     score(d) = sum_r w_r N_r(d) / sum_r w_r, N_r the ``norm`` (minmax or zscore) of ranking r's
-    scores; an id missing from ranking r takes min N_r. An empty ranking adds nothing (its weight
-    leaves the sum too). Ties go to the id seen first, as in :func:`reciprocal_rank_fusion`."""
+    scores. An id missing from ranking r gets r's floor: ``floors[r]``, or its lowest kept score
+    when None (a cut ranking: a missing id scored at most that); BM25 knows better, as a chunk
+    with no query word scores 0. The floor is normalised with the kept scores (so a ranking of one
+    hit still tells it from the rest). An empty ranking adds nothing (its weight leaves the sum
+    too). Ties go to the id seen first, as in :func:`reciprocal_rank_fusion`."""
     if norm not in ("minmax", "zscore"):
         raise ValueError(f"unknown score normalisation '{norm}': use minmax or zscore")
     weights = [1.0] * len(rankings) if weights is None else list(weights)
-    if len(weights) != len(rankings):
-        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
+    floors = [None] * len(rankings) if floors is None else list(floors)
+    if len(weights) != len(rankings) or len(floors) != len(rankings):
+        raise ValueError(f"{len(weights)} weights and {len(floors)} floors for {len(rankings)} rankings")
     if any(w < 0 for w in weights):
         raise ValueError(f"fusion weights must be non-negative, got {weights}")
     for ids, sc in rankings:
         if len(ids) != len(sc):
             raise ValueError(f"a ranking has {len(ids)} ids and {len(sc)} scores")
-    used = [(ids, _normalise(sc, norm), w) for (ids, sc), w in zip(rankings, weights) if len(ids)]
-    total = sum(w for _, _, w in used)
+    used = []
+    for (ids, sc), w, floor in zip(rankings, weights, floors):
+        if len(ids):
+            sc = np.asarray(sc, dtype=np.float64)
+            used.append((ids, *_normalise(sc, sc.min() if floor is None else min(floor, sc.min()), norm), w))
+    total = sum(w for *_, w in used)
     order: dict[int, int] = {}
-    for ids, _, _ in used:
+    for ids, *_ in used:
         for d in ids:
             order.setdefault(d, len(order))
     if not order:
         return []
     fused = np.zeros(len(order))
-    for ids, n, w in used:
-        col = np.full(len(order), n.min())  # missing from this ranking: its lowest normalised score
+    for ids, n, missing, w in used:
+        col = np.full(len(order), missing)
         col[[order[d] for d in ids]] = n
         fused += w * col
     fused /= total if total > 0 else 1.0
@@ -115,13 +128,13 @@ def convex_fusion(
 #: Hybrid fusions by name: (dense (ids, scores), bm25 (ids, scores), bm25 weight, rrf k) -> [(id, score)].
 FUSIONS = {
     "rrf": lambda dense, lexical, w, k: reciprocal_rank_fusion([dense[0], lexical[0]], k, [1.0, w]),
-    "minmax": lambda dense, lexical, w, k: convex_fusion([dense, lexical], [1.0, w], "minmax"),
-    "zscore": lambda dense, lexical, w, k: convex_fusion([dense, lexical], [1.0, w], "zscore"),
+    "minmax": lambda dense, lexical, w, k: convex_fusion([dense, lexical], [1.0, w], "minmax", [None, 0.0]),
+    "zscore": lambda dense, lexical, w, k: convex_fusion([dense, lexical], [1.0, w], "zscore", [None, 0.0]),
 }
 # The default hybrid: the best MRR@20 on the Python FAQ questions' train + validation splits (169
 # questions, text-only chunks; grid: rrf k 5/20/60, minmax, zscore x w 0.05-1), never the test split.
 FUSION = "zscore"
-BM25_WEIGHT = 0.4
+BM25_WEIGHT = 0.2
 
 
 class Retriever:
