@@ -682,7 +682,11 @@ def rag_ingest(
     ],
     index: Annotated[Path, typer.Option("--index", help="The index folder (created, or updated in place).")],
     model: Annotated[
-        str, typer.Option("--embed-model", help="Embedding model: minilm, a bert run directory or a HF BERT folder.")
+        str,
+        typer.Option(
+            "--embed-model",
+            help="Embedding model: minilm, a bert run directory or a HF BERT folder; a +int8 suffix quantises it.",
+        ),
     ] = "minilm",
     max_tokens: Annotated[int, typer.Option(help="Tokens per chunk, its heading line included.")] = 200,
     overlap: Annotated[
