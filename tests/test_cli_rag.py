@@ -119,6 +119,31 @@ def test_bad_input_is_one_line_and_leaves_the_index_unchanged(tmp_path, capsys, 
     one_line_error(capsys, "rag", "eval", index, bad, match="line 1: 'gold' must be")
 
 
+def test_fusion_options_and_an_int8_index(tmp_path, capsys, kb, runs):
+    index = ingested(capsys, kb, runs[0], tmp_path / "idx")
+    for fusion in ("rrf", "minmax", "zscore"):
+        code, out, err = genlab("rag", "query", index, "printer driver", "--fusion", fusion, "--bm25-weight", "5",
+                                "--rrf-k", "10", "--json", capsys=capsys)  # fmt: skip
+        assert code == 0, err
+        assert json.loads(out.splitlines()[0])["doc_id"] == "notes.txt"
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "printer driver fix", "gold": "notes.txt"}) + "\n")
+    code, out, err = genlab("rag", "eval", index, qa, "--mode", "hybrid", "--fusion", "rrf", capsys=capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["fusion"], result["rrf_k"], result["bm25_weight"]) == ("rrf", 60, 0.2)
+    one_line_error(capsys, "rag", "query", index, "x", "--fusion", "max", match="unknown fusion 'max'")
+
+    q8 = tmp_path / "q8"
+    code, out, err = genlab("rag", "ingest", kb, "--index", q8, "--embed-model", f"{runs[0]}+int8", "--no-progress",
+                            capsys=capsys)  # fmt: skip
+    assert code == 0, err
+    code, out, err = genlab("rag", "query", q8, "printer driver", "--mode", "dense", capsys=capsys)
+    assert code == 0, err  # the index's own int8 encoder
+    one_line_error(capsys, "rag", "query", q8, "installer", "--embed-model", runs[0],
+                   match=f"built with embeddings of {runs[0]}+int8")  # fmt: skip
+
+
 def test_a_folder_that_is_not_an_index_is_not_overwritten(tmp_path, capsys, kb, runs):
     busy = tmp_path / "busy"
     busy.mkdir()

@@ -637,7 +637,22 @@ def studio(
 # --- genlab rag: ingest, query, eval (retrieval-augmented generation) -----------------------
 
 # The options genlab rag query and genlab rag eval share.
-Bm25Weight = Annotated[float, typer.Option(help="Hybrid: the BM25 ranking's weight against dense (1).")]
+Bm25Weight = Annotated[
+    float | None, typer.Option(help="Hybrid: the BM25 side's weight against dense's 1 (default: the tuned 0.2).")
+]
+Fusion = Annotated[
+    str | None,
+    typer.Option(help="Hybrid fusion: zscore or minmax (convex, normalised scores) or rrf (default: zscore)."),
+]
+RrfK = Annotated[float | None, typer.Option(help="The k of reciprocal rank fusion (--fusion rrf; default 60).")]
+
+
+def _fusion_options(fusion: str | None, bm25_weight: float | None, rrf_k: float | None) -> dict:
+    """The hybrid options the user set; the rest keep genlab.rag.retrieve's tuned defaults."""
+    given = {"fusion": fusion, "bm25_weight": bm25_weight, "rrf_k": rrf_k}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 AnswerWith = Annotated[
     str | None,
     typer.Option("--answer", help="Answer from the passages: extractive (--model READER_RUN) or generative."),
@@ -667,7 +682,11 @@ def rag_ingest(
     ],
     index: Annotated[Path, typer.Option("--index", help="The index folder (created, or updated in place).")],
     model: Annotated[
-        str, typer.Option("--embed-model", help="Embedding model: minilm, a bert run directory or a HF BERT folder.")
+        str,
+        typer.Option(
+            "--embed-model",
+            help="Embedding model: minilm, a bert run directory or a HF BERT folder; a +int8 suffix quantises it.",
+        ),
     ] = "minilm",
     max_tokens: Annotated[int, typer.Option(help="Tokens per chunk, its heading line included.")] = 200,
     overlap: Annotated[
@@ -708,7 +727,9 @@ def rag_query(
         str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON lines.")] = False,
-    bm25_weight: Bm25Weight = 1.0,
+    bm25_weight: Bm25Weight = None,
+    fusion: Fusion = None,
+    rrf_k: RrfK = None,
     answer_with: AnswerWith = None,
     reader_model: ReaderModel = "",
     llm_url: LlmUrl = "",
@@ -724,7 +745,7 @@ def rag_query(
         from genlab.recipes.reader import answerer
 
         reply = answerer(answer_with, reader_model, llm_url, timeout=timeout, max_prompt_chars=max_prompt_chars)
-    hits = query(index, question, mode, k, doc, source, model, bm25_weight=bm25_weight)
+    hits = query(index, question, mode, k, doc, source, model, **_fusion_options(fusion, bm25_weight, rrf_k))
     if reply is not None:
         typer.echo(reply(question, hits, threshold).format())
         return
@@ -744,11 +765,12 @@ def rag_eval(
         Path, typer.Argument(help='JSONL rows {"question", "gold": DOC_ID or {"doc_id", "section"}}.')
     ],
     mode: Annotated[list[str] | None, typer.Option(help="Retrievers to score (default: dense, bm25, hybrid).")] = None,
-    rrf_k: Annotated[float, typer.Option(help="The k of reciprocal rank fusion.")] = 60.0,
+    rrf_k: RrfK = None,
     model: Annotated[
         str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
     ] = None,
-    bm25_weight: Bm25Weight = 1.0,
+    bm25_weight: Bm25Weight = None,
+    fusion: Fusion = None,
     answer_with: AnswerWith = None,
     reader_model: ReaderModel = "",
     llm_url: LlmUrl = "",
@@ -772,7 +794,7 @@ def rag_eval(
         reply = answerer(answer_with, reader_model, llm_url, timeout=timeout, max_prompt_chars=max_prompt_chars)
         hook = eval_answers(reply, "hybrid", answer_k, threshold)
     result = evaluate(
-        index, questions, tuple(mode or MODES), rrf_k=rrf_k, model=model, answer=hook, bm25_weight=bm25_weight
+        index, questions, tuple(mode or MODES), model=model, answer=hook, **_fusion_options(fusion, bm25_weight, rrf_k)
     )
     typer.echo(json.dumps(result, indent=2))
 

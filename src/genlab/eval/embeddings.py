@@ -11,6 +11,7 @@ returned in input order. The encoder is passed in (duck-typed: ``model``, ``toke
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,8 +46,12 @@ def embed_texts(
     truncate: bool = True,
     progress: bool = False,
     name: str = "text",
+    pool: Callable[..., torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """Embeddings (N, C) float32 of ``texts``, and the indices of the texts that were truncated.
+
+    ``pool`` (model, input_ids, attention_mask, token_type_ids) -> (B, C) replaces
+    :func:`sentence_embeddings` for each batch (a faster path that computes the same vectors).
 
     A text longer than ``max_length`` tokens (default: the encoder's) is cut to it, or raises a
     TokenizerError when ``truncate`` is false; a text with no tokens raises one too. Errors call
@@ -91,6 +96,6 @@ def embed_texts(
             ids = torch.from_numpy(batch.input_ids)
             mask = torch.from_numpy(batch.attention_mask)
             types = torch.from_numpy(batch.token_type_ids)
-            out[rows] = sentence_embeddings(model, ids, mask, types).float().numpy()
+            out[rows] = (pool or sentence_embeddings)(model, ids, mask, types).float().numpy()
             bar.update(len(rows))
     return out, too_long

@@ -225,6 +225,26 @@ class Block(nn.Module):
         x = self.ln1(x + a)
         return self.ln2(x + self.mlp(x))
 
+    def forward_packed(self, x: torch.Tensor, rows: torch.Tensor, B: int, T: int, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` on the N real tokens only: x (N, C) packed, ``rows`` (N,) their flat
+        positions b T + t in the (B, T) batch, ``mask`` the (B, 1, 1, T) key padding mask. The QKV,
+        output and MLP projections and the LayerNorms see the N real tokens; only the attention
+        scores need the (B, H, T, D) layout, so q, k, v are scattered into it and the output
+        gathered back (MultiHeadAttention self-attention backends only)."""
+        attn = self.attn
+        H, Hkv, D = attn.n_head, attn.n_kv_head, attn.head_dim
+        qkv = attn.qkv(x)  # (N, (H + 2 Hkv) D)
+        full = qkv.new_zeros(B * T, qkv.size(1)).index_copy_(0, rows, qkv).view(B, T, -1)  # (B, T, (H + 2 Hkv) D)
+        q, k, v = full.split((H * D, Hkv * D, Hkv * D), dim=2)
+        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
+        p = attn.dropout if attn.training else 0.0
+        y = attn.attend(q, k, v, mask=mask, is_causal=False, dropout_p=p, **attn.scale)  # (B, H, T, D)
+        y = y[rows // T, :, rows % T].reshape(-1, H * D)  # (N, H, D) -> (N, H D): the real queries only
+        x = self.ln1(x + attn.resid_dropout(attn.proj(y)))
+        return self.ln2(x + self.mlp(x))
+
 
 class MaskedLMHead(nn.Module):
     """logits = LN(act(h W_t + b_t)) W_dec^T + b, W_dec (V, E) tied to the token embedding by default."""
@@ -461,6 +481,46 @@ class Bert(nn.Module):
         else:
             m = attention_mask.to(h.dtype)  # (B, T)
             e = torch.bmm(m[:, None, :], h).squeeze(1) / m.sum(1, keepdim=True).clamp(min=1e-9)  # (B, C)
+        return F.normalize(e, p=2, dim=-1)
+
+    def embed_packed(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """:meth:`embed` with the padding taken out: the same (B, C) unit embeddings (equal within
+        fp32 rounding), for batches of texts of unequal length.
+
+        The N = sum(mask) real tokens are packed into one (N, C) matrix; embeddings, every
+        projection, MLP and LayerNorm run on it, and only attention scatters q, k, v into the
+        padded (B, H, T, D) layout (:meth:`Block.forward_packed`). The work of all but attention
+        falls from B T to N rows; a batch without padding takes :meth:`embed` itself. Efficient
+        attentions (longformer, linformer, lsh) take :meth:`embed` too."""
+        cfg = self.config
+        B, T = input_ids.shape
+        real = attention_mask.bool()
+        if bool(real.all()) or cfg.attention not in ATTENTION or cfg.block_size < T:
+            return self.embed(input_ids, attention_mask, token_type_ids)
+        rows = real.flatten().nonzero().squeeze(1)  # (N,) flat positions b T + t of the real tokens
+        if cfg.positions_from_mask:
+            positions = cfg.position_offset + (attention_mask.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
+        else:
+            positions = torch.arange(cfg.position_offset, cfg.position_offset + T, device=input_ids.device)
+            positions = positions.expand(B, T)  # (B, T)
+        x = self.tok_emb(input_ids.flatten()[rows]) + self.pos_emb(positions.flatten()[rows])  # (N, E)
+        if self.type_emb is not None:
+            types = None if token_type_ids is None else token_type_ids.flatten()[rows]
+            x = x + (self.type_emb.weight[0] if types is None else self.type_emb(types))
+        x = self.drop(self.emb_norm(x))
+        if self.emb_proj is not None:
+            x = self.emb_proj(x)  # (N, C)
+        mask = padding_mask(attention_mask)  # (B, 1, 1, T)
+        for i in range(cfg.n_layer):
+            x = self.blocks[0 if cfg.share_layers else i].forward_packed(x, rows, B, T, mask)
+        row = rows // T  # (N,) the text of each token
+        e = x.new_zeros(B, x.size(1)).index_add_(0, row, x)  # (B, C) sum over each text's tokens
+        e = e / real.sum(1, keepdim=True).to(x.dtype).clamp(min=1e-9)
         return F.normalize(e, p=2, dim=-1)
 
     def num_params(self) -> int:

@@ -49,6 +49,7 @@ from genlab.core.errors import DataError
 from genlab.data.chat import read_dictd_entries, rst_plain
 from genlab.data.parallel import roff_sections
 from genlab.rag.chunk import Document, Section, chunk_document, wordpiece_counter
+from genlab.rag.embed import embed_passages
 from genlab.rag.store import ModelInfo, Store
 
 READER_VERSION = "1"  # part of every document hash: a reader change re-ingests
@@ -584,16 +585,15 @@ def ingest(
     """Bring ``store`` up to date with ``sources`` (see the module docstring).
 
     Documents are chunked and embedded about ``embed_group`` chunks at a time (sorted by length
-    inside the group, ``batch_size`` per forward pass); each group is one SQLite transaction, and
-    FAISS is saved (and the generation committed) every ``save_every_s`` seconds and at the end.
+    inside the group, ``batch_size`` per forward pass, padding packed out: :mod:`genlab.rag.embed`);
+    each group is one SQLite transaction, and FAISS is saved (and the generation committed) every
+    ``save_every_s`` seconds and at the end.
     A KeyboardInterrupt keeps every group written so far and re-raises after saving.
     ``embed`` (texts -> unit vectors) replaces the encoder's embedding pass (tests count calls).
     ``headings``: index each chunk with its heading line (default) or as its text alone; an
     index keeps the setting it was made with.
     """
     from tqdm import tqdm
-
-    from genlab.eval.embeddings import embed_texts
 
     start = time.perf_counter()
     report = IngestReport(store.root)
@@ -667,7 +667,7 @@ def ingest(
     def embed_fn(texts: list[str]) -> np.ndarray:
         if embed is not None:
             return embed(texts)
-        return embed_texts(encoder, texts, batch_size, limit, True)[0]
+        return embed_passages(encoder, texts, batch_size, limit)
 
     n_docs = sum(len(p.docs) for p in todo)
     last_save = time.perf_counter()

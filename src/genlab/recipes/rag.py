@@ -28,12 +28,12 @@ import numpy as np
 from genlab.core.errors import ConfigError, DataError, GenlabError
 from genlab.data.chat import iter_jsonl, python_faq_pairs, split_of, write_jsonl
 from genlab.data.sources import PYTHON_DOC_SOURCES
+from genlab.rag.embed import load_rag_encoder
 from genlab.rag.ingest import IngestReport, find_files, model_info, read_file
 from genlab.rag.ingest import ingest as ingest_into
-from genlab.rag.retrieve import MODES, RRF_K, Retriever
+from genlab.rag.retrieve import BM25_WEIGHT, FUSION, MODES, RRF_K, Retriever
 from genlab.rag.store import Store, is_index
 from genlab.rag.types import Chunk, Hit
-from genlab.runs.encoders import load_encoder
 
 KS = (1, 5, 20)
 
@@ -69,7 +69,7 @@ def ingest(
     created = not is_index(index)
     if created and index.exists() and (not index.is_dir() or any(index.iterdir())):
         raise DataError(f"{index} exists and is not a genlab rag index: choose another --index")
-    encoder = load_encoder(model)
+    encoder = load_rag_encoder(model)
     try:
         with Store.open(index, create=True) as store:
             return ingest_into(store, encoder, sources, model, max_tokens, overlap, batch_size, progress=progress,
@@ -90,7 +90,7 @@ def open_retriever(index: str | os.PathLike, model: str | None = None) -> Retrie
     if info is None:
         raise DataError(f"{index} holds no documents yet: genlab rag ingest SOURCE --index {index}")
     arg = model or info.arg
-    encoder = load_encoder(arg)
+    encoder = load_rag_encoder(arg)
     return Retriever(store, encoder, model_info(encoder, arg))
 
 
@@ -103,11 +103,12 @@ def query(
     source: str | None = None,
     model: str | None = None,
     rrf_k: float = RRF_K,
-    bm25_weight: float = 1.0,
+    bm25_weight: float = BM25_WEIGHT,
+    fusion: str = FUSION,
 ) -> list[Hit]:
     retriever = open_retriever(index, model)
     try:
-        return retriever.search(question, mode, k, doc, source, rrf_k, bm25_weight=bm25_weight)
+        return retriever.search(question, mode, k, doc, source, rrf_k, bm25_weight=bm25_weight, fusion=fusion)
     finally:
         retriever.store.close()
 
@@ -183,22 +184,26 @@ def evaluate_retriever(
     ks: Sequence[int] = KS,
     rrf_k: float = RRF_K,
     depth: int = 100,
-    bm25_weight: float = 1.0,
+    bm25_weight: float = BM25_WEIGHT,
+    fusion: str = FUSION,
+    vectors: np.ndarray | None = None,
 ) -> dict:
-    """{mode: metrics} over ``rows`` (:func:`read_questions`); each question is embedded once."""
+    """{mode: metrics} over ``rows`` (:func:`read_questions`); each question is embedded once
+    (or ``vectors`` (N, C) are their embeddings already, when a caller scores many settings)."""
     from genlab.eval.embeddings import embed_texts
 
     for m in modes:
         if m not in MODES:
             raise ConfigError(f"unknown retrieval mode '{m}': use one of {', '.join(MODES)}")
     enc = retriever.encoder
-    vectors = embed_texts(enc, [r["question"] for r in rows], 32, enc.max_length, True)[0]
+    if vectors is None:
+        vectors = embed_texts(enc, [r["question"] for r in rows], 32, enc.max_length, True)[0]
     out = {}
     for m in modes:
         ranks = []
         for r, v in zip(rows, vectors):
             hits = retriever.search(r["question"], m, max(ks), rrf_k=rrf_k, depth=depth, query_vector=v[None],
-                                    bm25_weight=bm25_weight)  # fmt: skip
+                                    bm25_weight=bm25_weight, fusion=fusion)  # fmt: skip
             ranks.append(rank_of(hits, r["gold"]))
         out[m] = retrieval_metrics(ranks, ks)
     return out
@@ -212,16 +217,17 @@ def evaluate(
     rrf_k: float = RRF_K,
     model: str | None = None,
     answer: Callable[[Retriever, list[dict]], dict] | None = None,
-    bm25_weight: float = 1.0,
+    bm25_weight: float = BM25_WEIGHT,
+    fusion: str = FUSION,
 ) -> dict:
     """Retrieval metrics of ``index`` on an evaluation file; ``answer`` (the answer helper's hook:
     retriever and rows -> answer metrics) adds its result under ``"answer"``."""
     rows = read_questions(questions)
     retriever = open_retriever(index, model)
     try:
-        metrics = evaluate_retriever(retriever, rows, modes, ks, rrf_k, bm25_weight=bm25_weight)
-        result = {"index": str(index), "questions": len(rows), "file": str(questions), "rrf_k": rrf_k,
-                  "bm25_weight": bm25_weight, "retrieval": metrics}  # fmt: skip
+        metrics = evaluate_retriever(retriever, rows, modes, ks, rrf_k, bm25_weight=bm25_weight, fusion=fusion)
+        result = {"index": str(index), "questions": len(rows), "file": str(questions), "fusion": fusion,
+                  "rrf_k": rrf_k, "bm25_weight": bm25_weight, "retrieval": metrics}  # fmt: skip
         if answer is not None:
             result["answer"] = answer(retriever, rows)
         return result
