@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from genlab.recipes.encoder_distill import DistillRecipe, distill
 from genlab.recipes.encoder_pretrain import (
     PretrainData,
     PretrainRecipe,
+    detection_metrics,
     pretrain,
     pretrain_flops_per_token,
     pretrain_steps_for,
@@ -161,6 +163,21 @@ def test_retrieval_finetuning_learns_code_search(code_root, tmp_path) -> None:
     with pytest.raises(ConfigError, match="set train.best_metric=val_mrr train.best_mode=max"):
         train_retrieval({**recipe, "train": TRAIN}, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_detection_metrics_on_hand_made_numbers() -> None:
+    """AUROC, recall and base rate of the discriminator's validation, checked by hand."""
+    logits = torch.tensor([3.0, 1.0, -1.0, -2.0, 0.5])
+    targets = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
+    m = detection_metrics(logits, targets)
+    # Replaced scores {3, -1} against original {1, -2, 0.5}: 3 beats all three, -1 beats -2: 4 of 6 pairs.
+    assert m["val_disc_auroc"] == pytest.approx(4 / 6)
+    assert m["val_disc_recall"] == pytest.approx(1 / 2)  # logit 3 > 0 flags one of the two
+    assert m["val_disc_base_rate"] == pytest.approx(3 / 5)
+    # One logit everywhere: chance, whatever the base rate; ties count one half.
+    flat = detection_metrics(torch.zeros(5), targets)
+    assert flat["val_disc_auroc"] == pytest.approx(0.5) and flat["val_disc_recall"] == 0.0
+    assert math.isnan(detection_metrics(logits, torch.zeros(5))["val_disc_auroc"])  # one class only
 
 
 def test_electra_costs_more_per_token_than_mlm(fortunes) -> None:
