@@ -118,6 +118,8 @@ def test_pretraining_objectives_lower_the_loss(objective, fortunes, code_root, t
         results["flops_per_token"] * results["tokens"]
     )
     assert results["tokens"] >= 16 * 8 * 3  # padded tokens of every batch
+    if objective != "mlm":  # what token identity alone scores at temperature 1: about chance
+        assert 0.45 < results["val_disc_identity_auroc"] < 0.55
     if objective == "mlm":
         # The sampler replayed: the step count whose FLOPs match this run's own is its own.
         same = {**recipe, "data": {**data, "tokenizer": str(tmp_path / "run")}}
@@ -279,6 +281,24 @@ def test_bad_inputs_give_one_line_errors(fortunes, tmp_path, capsys) -> None:
     assert not is_encoder_run(other) and is_encoder_run("minilm")
     with pytest.raises(ConfigError, match="unknown objective 'xlnet'"):
         pretrain({"task": "encoder-pretrain", "objective": "xlnet", "data": {"topics": DATA}}, tmp_path / "x")
+
+
+def test_fortunes_electra_samples_leave_the_discriminator_a_token_signal() -> None:
+    """Issue 12's cause, as the recipe's numbers: at temperature 1 a unigram-stage generator's
+    replacements are as frequent as the tokens they replace, so a discriminator that has not yet
+    learnt context has nothing to go on (best context-blind AUROC 0.5) and, on fortunes, its token
+    states collapse (AUROC 0.51 at step 200). The recipe samples at a temperature that leaves the
+    token a signal (on a Zipf vocabulary of its size), and masks and optimises as the official code
+    (85% [MASK] / 15% kept, lr 5e-4, Adam betas 0.9 / 0.999)."""
+    from genlab.objectives.electra import token_identity_bound
+    from genlab.recipes import load_recipe
+
+    r = from_dict(PretrainRecipe, load_recipe("bert/fortunes-electra"))
+    zipf = 1.0 / torch.arange(1, r.data.vocab_size + 1, dtype=torch.float64)
+    assert token_identity_bound(zipf, r.loss.mask_rate, 1.0)["auroc"] < 0.51  # temperature 1: chance
+    assert token_identity_bound(zipf, r.loss.mask_rate, r.loss.temperature)["auroc"] > 0.75
+    assert r.loss.replace == [0.85, 0.0, 0.15] and r.loss.disc_weight == 50.0 and r.loss.prior_init
+    assert (r.train.lr, r.train.beta1, r.train.beta2) == (5e-4, 0.9, 0.999)
 
 
 def test_every_bert_recipe_parses_and_names_a_bert_model() -> None:
