@@ -223,6 +223,54 @@ def test_the_discriminator_learns_replacements_it_can_see():
     assert metrics["disc_accuracy"] == 1.0 and metrics["disc_loss"] < 0.1  # from ln 2 = 0.69
 
 
+def test_electra_mini_pair_has_the_papers_shape():
+    """Clark et al. 2020 (Table 6; the official configure_pretraining.py): the generator scales the
+    discriminator's width, heads and MLP by one factor (1/4 for Small; 1/4 to 1/2 work best, Fig. 3),
+    keeps its depth, shares its E; dropout and attention dropout 0.1; post-LN layers, so every state
+    the discriminator hands its head is a LayerNorm output (mean 0, variance 1 at initialisation)."""
+    d, g = preset("electra-mini"), preset("electra-mini-generator")
+    ratio = g.n_embd / d.n_embd
+    assert 1 / 4 <= ratio <= 1 / 2
+    assert g.n_head / d.n_head == ratio and g.hidden / d.hidden == ratio
+    assert g.n_layer == d.n_layer and g.emb_dim == d.emb_dim == d.n_embd
+    assert d.dropout == g.dropout == d.attention_dropout == g.attention_dropout == 0.1
+    disc = Bert(dataclasses.replace(d, n_layer=2)).eval()
+    h = disc(torch.randint(5, d.vocab_size, (2, 16))).hidden  # (B, T, C)
+    torch.testing.assert_close(h.mean(-1), torch.zeros(2, 16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(h.var(-1, unbiased=False), torch.ones(2, 16), atol=1e-3, rtol=0)
+
+
+def test_disc_weight_is_not_a_learning_rate():
+    """lambda = 50 against Adam: Adam's first step is invariant to the scale of a parameter's
+    gradient, so lambda moves neither the discriminator's own weights nor the generator's any
+    differently; what it sets is the balance of the two losses where they meet, in the shared
+    embeddings (without gradient clipping; the recipes clip at norm 1, which scales every gradient alike)."""
+    disc_cfg, gen_cfg = electra_configs()
+    ids, mask = padded(disc_cfg)
+    inputs, labels = mask_tokens(ids, mask_id=4, vocab_size=128, special_ids=[0, 1, 2, 3, 4], attention_mask=mask,
+                                 generator=torch.Generator().manual_seed(1))  # fmt: skip
+    steps = {}
+    for weight in (1.0, 50.0):
+        torch.manual_seed(0)
+        gen, disc = electra_pair(disc_cfg, gen_cfg)
+        models = torch.nn.ModuleDict({"gen": gen, "disc": disc})
+        before = {k: v.clone() for k, v in models.state_dict().items()}
+        opt = torch.optim.AdamW(models.parameters(), lr=1e-3, weight_decay=0.0, eps=1e-16)
+        loss, _ = electra_step(
+            lambda x, m, g=gen: g(x, m).mlm_logits, lambda x, m, d=disc: d(x, m).rtd_logits, inputs, labels, ids, mask,
+            disc_weight=weight, generator=torch.Generator().manual_seed(2),
+        )  # fmt: skip
+        loss.backward()
+        opt.step()
+        steps[weight] = {k: v - before[k] for k, v in models.state_dict().items()}
+    one, fifty = steps[1.0], steps[50.0]
+    # (The attention's qkv bias is left out: its key third has no gradient in exact arithmetic, a
+    # softmax being shift-invariant, only rounding noise whose sign Adam's first step follows.)
+    own = [k for k in one if (".blocks." in k or ".rtd." in k or ".mlm.dense" in k) and "qkv.bias" not in k]
+    assert own and all(torch.allclose(one[k], fifty[k], atol=1e-7) for k in own)
+    assert not torch.allclose(one["disc.tok_emb.weight"], fifty["disc.tok_emb.weight"], atol=1e-7)
+
+
 def test_electra_pair_refuses_configs_that_cannot_share():
     disc, gen = electra_configs()
     with pytest.raises(ConfigError, match="embedding size E: 16 vs 32"):

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from genlab.objectives.electra import electra_loss, electra_step, replaced_token_detection
+from genlab.objectives.electra import electra_loss, electra_step, replaced_token_detection, token_identity_bound
 from genlab.objectives.masked_lm import mask_tokens, masked_lm_loss
 from genlab.objectives.pretraining import PretrainLoss, pretrain_scored_loss
 
@@ -221,3 +221,43 @@ def test_a_zero_bias_discriminator_collapses_to_its_base_rate_and_the_prior_init
         assert mean_cos < 0.8 and logits.std() > 0.3 and bce < 0.9 * entropy
     else:
         assert mean_cos > 0.99 and logits.std() < 0.05 and bce > 0.95 * entropy
+
+
+# --- what token identity alone can score (genlab.objectives.electra.token_identity_bound)
+
+
+def test_token_identity_bound_on_hand_made_numbers():
+    # p = (3/4, 1/4), r = 0.2, uniform samples q = (1/2, 1/2):
+    #   P = r q (1 - p) = (0.025, 0.075),  N = (1 - r) p + r p q = (0.675, 0.225)
+    # token 1 ranks above token 0: AUROC = (0.025 * 0.675 / 2 + 0.075 * (0.675 + 0.225 / 2)) / (0.1 * 0.9) = 0.75;
+    # P < N for both tokens, so the best answer is always "original": accuracy = base rate = 0.9, recall 0.
+    bound = token_identity_bound(torch.tensor([3.0, 1.0]), rate=0.2, temperature=1e9)
+    assert bound == pytest.approx({"auroc": 0.75, "accuracy": 0.9, "recall": 0.0, "base_rate": 0.9})
+    with pytest.raises(ValueError, match="temperature"):
+        token_identity_bound(torch.tensor([3.0, 1.0]), temperature=0.0)
+    with pytest.raises(ValueError, match="unigram"):
+        token_identity_bound(torch.zeros(4))
+
+
+def test_token_identity_bound_matches_a_simulation_and_is_chance_at_temperature_one():
+    """The bound against sampled text (tokens drawn from a Zipf unigram, 15% selected and filled
+    from q ~ p^(1/T)): scoring each position by its token's P_w / N_w gives the bound's AUROC.
+    At T = 1 on a large Zipf vocabulary the token says nothing: AUROC ~ 0.5."""
+    from genlab.eval.anomaly import auroc
+
+    V, n, rate, T = 50, 400_000, 0.15, 3.0
+    p = 1.0 / torch.arange(1, V + 1, dtype=torch.float64)
+    p = p / p.sum()
+    q = p ** (1 / T) / (p ** (1 / T)).sum()
+    g = torch.Generator().manual_seed(0)
+    original = torch.multinomial(p, n, replacement=True, generator=g)
+    selected = torch.rand(n, generator=g, dtype=torch.float64) < rate
+    shown = torch.where(selected, torch.multinomial(q, n, replacement=True, generator=g), original)
+    replaced = shown != original
+    score = (rate * q * (1 - p) / ((1 - rate) * p + rate * p * q))[shown]
+    bound = token_identity_bound(p, rate, T)
+    assert auroc(score, replaced) == pytest.approx(bound["auroc"], abs=0.005)
+    assert 1 - replaced.double().mean().item() == pytest.approx(bound["base_rate"], abs=0.003)
+    zipf = 1.0 / torch.arange(1, 8193, dtype=torch.float64)
+    assert token_identity_bound(zipf, 0.15, 1.0)["auroc"] == pytest.approx(0.5, abs=0.01)
+    assert token_identity_bound(zipf, 0.15, 1e9)["auroc"] > 0.85  # uniform samples: the easy case

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from genlab.recipes.encoder_distill import DistillRecipe, distill
 from genlab.recipes.encoder_pretrain import (
     PretrainData,
     PretrainRecipe,
+    detection_metrics,
     pretrain,
     pretrain_flops_per_token,
     pretrain_steps_for,
@@ -116,6 +118,8 @@ def test_pretraining_objectives_lower_the_loss(objective, fortunes, code_root, t
         results["flops_per_token"] * results["tokens"]
     )
     assert results["tokens"] >= 16 * 8 * 3  # padded tokens of every batch
+    if objective != "mlm":  # what token identity alone scores at temperature 1: about chance
+        assert 0.45 < results["val_disc_identity_auroc"] < 0.55
     if objective == "mlm":
         # The sampler replayed: the step count whose FLOPs match this run's own is its own.
         same = {**recipe, "data": {**data, "tokenizer": str(tmp_path / "run")}}
@@ -161,6 +165,21 @@ def test_retrieval_finetuning_learns_code_search(code_root, tmp_path) -> None:
     with pytest.raises(ConfigError, match="set train.best_metric=val_mrr train.best_mode=max"):
         train_retrieval({**recipe, "train": TRAIN}, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_detection_metrics_on_hand_made_numbers() -> None:
+    """AUROC, recall and base rate of the discriminator's validation, checked by hand."""
+    logits = torch.tensor([3.0, 1.0, -1.0, -2.0, 0.5])
+    targets = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
+    m = detection_metrics(logits, targets)
+    # Replaced scores {3, -1} against original {1, -2, 0.5}: 3 beats all three, -1 beats -2: 4 of 6 pairs.
+    assert m["val_disc_auroc"] == pytest.approx(4 / 6)
+    assert m["val_disc_recall"] == pytest.approx(1 / 2)  # logit 3 > 0 flags one of the two
+    assert m["val_disc_base_rate"] == pytest.approx(3 / 5)
+    # One logit everywhere: chance, whatever the base rate; ties count one half.
+    flat = detection_metrics(torch.zeros(5), targets)
+    assert flat["val_disc_auroc"] == pytest.approx(0.5) and flat["val_disc_recall"] == 0.0
+    assert math.isnan(detection_metrics(logits, torch.zeros(5))["val_disc_auroc"])  # one class only
 
 
 def test_electra_costs_more_per_token_than_mlm(fortunes) -> None:
@@ -262,6 +281,24 @@ def test_bad_inputs_give_one_line_errors(fortunes, tmp_path, capsys) -> None:
     assert not is_encoder_run(other) and is_encoder_run("minilm")
     with pytest.raises(ConfigError, match="unknown objective 'xlnet'"):
         pretrain({"task": "encoder-pretrain", "objective": "xlnet", "data": {"topics": DATA}}, tmp_path / "x")
+
+
+def test_fortunes_electra_samples_leave_the_discriminator_a_token_signal() -> None:
+    """Issue 12's cause, as the recipe's numbers: at temperature 1 a unigram-stage generator's
+    replacements are as frequent as the tokens they replace, so a discriminator that has not yet
+    learnt context has nothing to go on (best context-blind AUROC 0.5) and, on fortunes, its token
+    states collapse (AUROC 0.51 at step 200). The recipe samples at a temperature that leaves the
+    token a signal (on a Zipf vocabulary of its size), and masks and optimises as the official code
+    (85% [MASK] / 15% kept, lr 5e-4, Adam betas 0.9 / 0.999)."""
+    from genlab.objectives.electra import token_identity_bound
+    from genlab.recipes import load_recipe
+
+    r = from_dict(PretrainRecipe, load_recipe("bert/fortunes-electra"))
+    zipf = 1.0 / torch.arange(1, r.data.vocab_size + 1, dtype=torch.float64)
+    assert token_identity_bound(zipf, r.loss.mask_rate, 1.0)["auroc"] < 0.51  # temperature 1: chance
+    assert token_identity_bound(zipf, r.loss.mask_rate, r.loss.temperature)["auroc"] > 0.75
+    assert r.loss.replace == [0.85, 0.0, 0.15] and r.loss.disc_weight == 50.0 and r.loss.prior_init
+    assert (r.train.lr, r.train.beta1, r.train.beta2) == (5e-4, 0.9, 0.999)
 
 
 def test_every_bert_recipe_parses_and_names_a_bert_model() -> None:

@@ -46,7 +46,7 @@ class PretrainLoss:
     mask_rate: float = 0.15
     replace: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # [MASK] / random / keep
     disc_weight: float = 50.0  # lambda of replaced-token detection (ELECTRA's 50)
-    temperature: float = 1.0  # of the generator's samples
+    temperature: float = 1.0  # of the generator's samples (> 1 leaves a token signal: electra.token_identity_bound)
     prior_init: bool = True  # the rtd head's output bias starts at log(r / (1 - r)), r = mask_rate; false: 0
 
 

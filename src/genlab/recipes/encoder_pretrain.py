@@ -41,6 +41,7 @@ from genlab.data.tokenized import (
 )
 from genlab.eval.anomaly import auroc
 from genlab.models.bert import Bert, BertConfig, electra_pair
+from genlab.objectives.electra import token_identity_bound
 from genlab.objectives.pretraining import (
     OBJECTIVES,
     PretrainLoss,
@@ -141,6 +142,17 @@ def detection_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, 
     }
 
 
+def identity_bound(p: _Pretraining, lc: PretrainLoss) -> dict[str, float]:
+    """``val_disc_identity_auroc``: the AUROC a discriminator that sees only the token (no context)
+    reaches at best against a unigram-stage generator at the run's temperature and mask rate, from
+    the training texts' token counts (:func:`genlab.objectives.electra.token_identity_bound`). A
+    validation AUROC above it is context learnt; at temperature 1 it is ~0.5."""
+    ids = torch.cat([torch.as_tensor(s, dtype=torch.long) for s in p.train_set.ids])  # every training token
+    counts = torch.bincount(ids, minlength=p.tok.vocab_size).double()
+    counts[torch.tensor([*p.tok.special_ids, p.tok.mask_id])] = 0  # never replaced
+    return {"val_disc_identity_auroc": token_identity_bound(counts, lc.mask_rate, lc.temperature)["auroc"]}
+
+
 def _flops_per_token(p: _Pretraining, models: dict, t: TrainConfig, bucket: int) -> float:
     batch = reference_batch(p.tok, p.train_set, t.batch_size, t.seed, bucket)
     return measure_flops(p.loss, models, batch) / batch["input_ids"].numel()
@@ -196,6 +208,7 @@ def _prepare(r: PretrainRecipe, s: runner.Session) -> runner.Setup:
     optimizer = adamw(nn.ModuleDict(models), t.lr, t.weight_decay, (t.beta1, t.beta2))  # shared weights once
     data = shuffled_batches(p.tok, p.train_set, None, t.batch_size, t.seed, r.data.bucket, rt.rank, rt.world_size)
     val = eval_batches(p.tok, p.val_set, t.batch_size, rt.device, t.eval_batches)
+    bound = identity_bound(p, r.loss) if r.objective != "mlm" else {}
 
     def evaluate(ms):
         rows = [p.scored_loss(ms, batch) for batch in val]  # masks from the trainer's fixed evaluation seed
@@ -203,7 +216,7 @@ def _prepare(r: PretrainRecipe, s: runner.Session) -> runner.Setup:
         for key in rows[0][1]:
             out[f"val_{key}"] = sum(m[key] for _, m, _ in rows) / len(rows)
         if rows[0][2] is not None:
-            out.update(detection_metrics(*(torch.cat(part) for part in zip(*(d for _, _, d in rows)))))
+            out.update(detection_metrics(*(torch.cat(part) for part in zip(*(d for _, _, d in rows)))), **bound)
         return out
 
     fpt = _flops_per_token(p, models, t, r.data.bucket)
