@@ -70,6 +70,25 @@ def check_agent(a: AgentConfig, n_envs: int) -> None:
                           "agent.lam=1.0")  # fmt: skip
 
 
+def rollout_targets(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    final_values: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and returns (N, T) of a rollout: GAE, with an episode that the time limit
+    ``truncated`` at step t bootstrapped from ``final_values`` (V of the state it was cut in,
+    r_t += gamma V(s_{t+1})) and one that ``terminated`` not at all; ``next_value`` (N,) is V of
+    the state after the rollout's last step."""
+    rewards = rewards + gamma * final_values * truncated
+    dones = ((terminated + truncated) > 0).float()
+    return gae(rewards, values, gamma, lam, dones=dones, next_value=next_value)
+
+
 class Rollouts:
     """The engine's data iterator for an on-policy agent (module docstring)."""
 
@@ -114,28 +133,30 @@ class Rollouts:
         N, T, c = self.env.n, self.cfg.n_steps, self.cfg
         obs = torch.zeros(N, T, self.env.obs_dim)  # (N, T, O)
         actions = torch.zeros(N, T, dtype=torch.long)
-        logp, values, rewards, dones = (torch.zeros(N, T) for _ in range(4))  # (N, T) each
+        logp, values, rewards, terminated, truncated, final_values = (torch.zeros(N, T) for _ in range(6))
         for t in range(T):
             o = torch.from_numpy(self.env.obs)  # (N, O)
             a, lp, v = self.policy.act(o, self.generator)
-            next_obs, r, terminated, truncated, final = self.env.step(a.numpy())
-            r = torch.from_numpy(r)
-            if truncated.any():  # the time limit cut the episode: bootstrap from its last state
-                cut = torch.from_numpy(truncated & ~terminated)
-                if cut.any():
-                    r[cut] += c.gamma * self.policy.value(torch.from_numpy(final[cut.numpy()]))
-            obs[:, t], actions[:, t], logp[:, t], values[:, t], rewards[:, t] = o, a, lp, v, r
-            done = terminated | truncated
-            dones[:, t] = torch.from_numpy(done.astype(np.float32))
-            self._count_episodes(r.numpy(), done)
+            _, r, term, trunc, final = self.env.step(a.numpy())
+            cut = trunc & ~term
+            if cut.any():  # the time limit cut these episodes: V of the state it cut them in
+                final_values[cut, t] = self.policy.value(torch.from_numpy(final[cut]))
+            obs[:, t], actions[:, t], logp[:, t], values[:, t] = o, a, lp, v
+            rewards[:, t] = torch.from_numpy(r)
+            terminated[:, t], truncated[:, t] = (
+                torch.from_numpy(term.astype(np.float32)),
+                torch.from_numpy(cut.astype(np.float32)),
+            )
+            self._count_episodes(r, term | trunc)
         next_value = self.policy.value(torch.from_numpy(self.env.obs))  # (N,)
-        advantages, returns = gae(rewards, values, c.gamma, c.lam, dones=dones, next_value=next_value)
+        advantages, returns = rollout_targets(rewards, values, terminated, truncated, final_values, next_value,
+                                              c.gamma, c.lam)  # fmt: skip
         self.env_steps += N * T
         flat = lambda x: x.reshape(N * T, *x.shape[2:])  # (N, T, ...) -> (N*T, ...)
         self.buffer = {k: flat(v) for k, v in zip(self.KEYS, (obs, actions, logp, values, advantages, returns))}
 
     def _count_episodes(self, rewards: np.ndarray, done: np.ndarray) -> None:
-        self.running += rewards  # (bootstrapped time-limit rewards included: training returns, for the log)
+        self.running += rewards  # the environment's rewards: training returns, for the log
         for i in np.flatnonzero(done):
             self.recent.append(float(self.running[i]))
             self.running[i] = 0.0
@@ -201,4 +222,4 @@ def ppo_loss(policy: ActorCritic, batch: dict, cfg: AgentConfig):
 #: agent.algo -> its loss over (policy, minibatch, config)
 ALGOS = {"ppo": ppo_loss, "reinforce": reinforce_loss}
 
-__all__ = ["ALGOS", "AgentConfig", "Rollouts", "check_agent", "ppo_loss", "reinforce_loss"]
+__all__ = ["ALGOS", "AgentConfig", "Rollouts", "check_agent", "rollout_targets", "ppo_loss", "reinforce_loss"]

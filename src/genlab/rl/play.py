@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,9 @@ def play(
     every ``every``-th frame (scaled by ``scale``) of all of them to that file."""
     if episodes < 1 or every < 1 or not 0 < scale <= 1:
         raise ConfigError(f"need episodes >= 1, every >= 1 and 0 < scale <= 1, got {episodes}, {every}, {scale}")
+    if gif:  # off-screen rendering: pygame needs no display, and keeps quiet
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     env = make_env(env_id, render_mode="rgb_array" if gif else None)
     frames: list[Image.Image] = []
     returns = []
