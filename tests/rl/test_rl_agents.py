@@ -9,7 +9,7 @@ from genlab.core.errors import ConfigError
 from genlab.rl import agents
 from genlab.rl.agents import AgentConfig, Rollouts, check_agent, ppo_loss, reinforce_loss, rollout_targets
 from genlab.rl.envs import VecEnv
-from genlab.rl.policy import ActorCritic, action_logp_entropy
+from genlab.rl.policy import ActorCritic, action_logp, entropy
 
 
 def test_rollout_targets_by_hand_terminal_stops_and_time_limit_bootstraps():
@@ -39,12 +39,16 @@ def test_ppo_clipped_loss_is_the_one_rlhf_uses():
     cfg = AgentConfig(clip=0.1, clip_value=0.0, vf_coef=1.0, ent_coef=0.01)
     loss, m = ppo_loss(net, batch, cfg)
     logits, values = net(batch["obs"])
-    logp, ent = action_logp_entropy(logits, batch["actions"])
+    logp, logp_all = action_logp(logits, batch["actions"])
+    ent = entropy(logp_all)
     adv = policy_objectives.whiten(batch["advantages"])
     pg, _ = policy_objectives.clipped_surrogate(logp, batch["logp"], adv, 0.1)
     vl = 0.5 * ((values - batch["returns"]) ** 2).mean()
     torch.testing.assert_close(m["policy_loss"], pg.detach())
     torch.testing.assert_close(loss, pg + vl - 0.01 * ent.mean())
+    quiet, none = ppo_loss(net, {**batch, "measure": False}, cfg)  # a minibatch that reports no metrics
+    torch.testing.assert_close(quiet, loss)
+    assert none == {} and {"clip_frac", "approx_kl", "entropy", "value_loss"} <= set(m)
     loss.backward()
     assert all(p.grad is not None for p in net.parameters())
 
@@ -58,7 +62,7 @@ def test_reinforce_is_the_score_function_estimator_with_a_baseline():
              "values": values, "advantages": returns - values, "returns": returns, "env_steps": 0.0}  # fmt: skip
     cfg = AgentConfig(algo="reinforce", normalize_advantages=False, vf_coef=0.0)
     loss, _ = reinforce_loss(net, batch, cfg)
-    logp, _ = action_logp_entropy(net.pi(batch["obs"]), batch["actions"])
+    logp, _ = action_logp(net.pi(batch["obs"]), batch["actions"])
     torch.testing.assert_close(loss, -(logp * (returns - values)).mean())
 
 

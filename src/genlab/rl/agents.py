@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from genlab.core.errors import ConfigError
-from genlab.objectives.policy import clipped_surrogate, clipped_value_loss, gae, masked_mean, whiten
+from genlab.objectives.policy import clipped_surrogate, clipped_value_loss, gae, masked_mean, surrogate_per_step, whiten
 from genlab.rl.envs import VecEnv
-from genlab.rl.policy import ActorCritic, action_logp_entropy
+from genlab.rl.policy import ActorCritic, action_logp, entropy
 
 
 @dataclass
@@ -122,9 +122,13 @@ class Rollouts:
         self.pos += self.minibatch
         batch = {k: v[idx] for k, v in self.buffer.items()}
         batch["new_steps"] = new  # environment steps collected for this batch (the engine counts them)
-        batch["env_steps"] = float(self.env_steps)
-        if self.recent:
-            batch["train_return"] = float(np.mean(self.recent))
+        # The losses report their metrics on a rollout's last minibatch only (tiny networks: the
+        # metrics' extra tensor ops would cost a tenth of every gradient step).
+        batch["measure"] = self.pos >= self.size and self.epoch == self.cfg.epochs - 1
+        if batch["measure"]:
+            batch["env_steps"] = float(self.env_steps)
+            if self.recent:
+                batch["train_return"] = float(np.mean(self.recent))
         return batch
 
     @torch.no_grad()
@@ -188,8 +192,20 @@ class Rollouts:
         self.recent = deque(state["recent"].tolist(), maxlen=100)
 
 
-def _stats(batch: dict) -> dict:
-    out = {"env_steps": batch["env_steps"]}
+def _entropy(logp_all: torch.Tensor, batch: dict, coef: float) -> tuple[torch.Tensor | float, torch.Tensor | None]:
+    """The entropy bonus (no graph through it when it is not trained) and the mean entropy when measured."""
+    if not coef and not batch.get("measure", True):
+        return 0.0, None
+    h = entropy(logp_all).mean()
+    return coef * h if coef else 0.0, h.detach()
+
+
+def _metrics(batch: dict, pg, value_loss, h, extra: dict) -> dict:
+    """What a loss reports, on a rollout's last minibatch (:meth:`Rollouts.__next__`)."""
+    if not batch.get("measure", True):
+        return {}
+    out = {"policy_loss": pg.detach(), "value_loss": value_loss.detach(), "entropy": h, **extra}
+    out["env_steps"] = batch.get("env_steps", 0.0)
     if "train_return" in batch:
         out["train_return"] = batch["train_return"]
     return out
@@ -198,25 +214,27 @@ def _stats(batch: dict) -> dict:
 def reinforce_loss(policy: ActorCritic, batch: dict, cfg: AgentConfig):
     """REINFORCE with a learned baseline (module docstring); returns the loss and metrics."""
     logits, values = policy(batch["obs"])
-    logp, entropy = action_logp_entropy(logits, batch["actions"])
+    logp, logp_all = action_logp(logits, batch["actions"])
     adv = whiten(batch["advantages"]) if cfg.normalize_advantages else batch["advantages"]
     pg = -masked_mean(logp * adv)  # the score-function estimator
     value_loss = 0.5 * masked_mean((values - batch["returns"]) ** 2)
-    loss = pg + cfg.vf_coef * value_loss - cfg.ent_coef * entropy.mean()
-    return loss, {"policy_loss": pg.detach(), "value_loss": value_loss.detach(), "entropy": entropy.mean().detach(),
-                  **_stats(batch)}  # fmt: skip
+    bonus, h = _entropy(logp_all, batch, cfg.ent_coef)
+    return pg + cfg.vf_coef * value_loss - bonus, _metrics(batch, pg, value_loss, h, {})
 
 
 def ppo_loss(policy: ActorCritic, batch: dict, cfg: AgentConfig):
     """PPO's loss (module docstring) through the clipped surrogate and value loss RLHF uses."""
     logits, values = policy(batch["obs"])
-    logp, entropy = action_logp_entropy(logits, batch["actions"])
+    logp, logp_all = action_logp(logits, batch["actions"])
     adv = whiten(batch["advantages"]) if cfg.normalize_advantages else batch["advantages"]
-    pg, m = clipped_surrogate(logp, batch["logp"], adv, cfg.clip)
+    if batch.get("measure", True):
+        pg, m = clipped_surrogate(logp, batch["logp"], adv, cfg.clip)
+    else:  # the same loss without its metrics
+        pg, m = masked_mean(surrogate_per_step(logp, batch["logp"], adv, cfg.clip)[0]), {}
     value_loss, vm = clipped_value_loss(values, batch["values"], batch["returns"], cfg.clip_value)
-    loss = pg + cfg.vf_coef * value_loss - cfg.ent_coef * entropy.mean()
-    return loss, {"policy_loss": pg.detach(), "value_loss": value_loss.detach(), "entropy": entropy.mean().detach(),
-                  **m, **vm, **_stats(batch)}  # fmt: skip
+    bonus, h = _entropy(logp_all, batch, cfg.ent_coef)
+    extra = {**m, **(vm if cfg.clip_value > 0 else {})}
+    return pg + cfg.vf_coef * value_loss - bonus, _metrics(batch, pg, value_loss, h, extra)
 
 
 #: agent.algo -> its loss over (policy, minibatch, config)

@@ -75,11 +75,15 @@ class ActorCritic(nn.Module):
         return action, logp_all.gather(-1, action[:, None]).squeeze(-1), value
 
 
-def action_logp_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(a|s) (B,) of the taken actions and the policy's entropy (B,)."""
+def action_logp(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(a|s) (B,) of the taken actions, and log pi(.|s) (B, A)."""
     logp_all = F.log_softmax(logits, dim=-1)  # (B, A)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp_all.gather(-1, actions[:, None].long()).squeeze(-1), entropy
+    return logp_all.gather(-1, actions[:, None].long()).squeeze(-1), logp_all
 
 
-__all__ = ["ActorCritic", "PolicyConfig", "action_logp_entropy", "mlp"]
+def entropy(logp_all: torch.Tensor) -> torch.Tensor:
+    """H(pi(.|s)) = -sum_a pi(a|s) log pi(a|s), (B,), from log pi(.|s) (B, A)."""
+    return -(logp_all.exp() * logp_all).sum(-1)
+
+
+__all__ = ["ActorCritic", "PolicyConfig", "action_logp", "entropy", "mlp"]
