@@ -150,12 +150,13 @@ def summary(runs: list[dict]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="CartPole seeds (none: skip CartPole)")
     ap.add_argument("--acrobot-seeds", type=int, nargs="*", default=[0])
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--cartpole-max-steps", type=int, default=200_000)
     ap.add_argument("--reinforce-max-steps", type=int, default=300_000)
     ap.add_argument("--acrobot-max-steps", type=int, default=500_000)
+    ap.add_argument("--sb3-default-max-steps", type=int, default=0, help="cap for sb3's default PPO (0: as the others)")
     ap.add_argument("--bc", action="store_true", help="also behaviour cloning of the first seed's PPO agent")
     ap.add_argument("--bc-episodes", type=int, nargs="+", default=[1, 5, 20])
     ap.add_argument("--json-out", type=Path, default=None)
@@ -166,6 +167,7 @@ def main() -> None:
                  "check": f"greedy policy, {args.episodes} validation episodes"}  # fmt: skip
     cart = {"genlab-ppo": [], "genlab-reinforce": [], "sb3-ppo-default": [], "sb3-ppo-rl-zoo": []}
     every = 8192
+    cap = lambda steps: args.sb3_default_max_steps or steps
     for seed in args.seeds:
         cart["genlab-ppo"].append(genlab_agent("rl/cartpole-ppo", "CartPole-v1", seed, args.cartpole_max_steps, every,
                                                args.episodes, work / f"cartpole-ppo-{seed}"))  # fmt: skip
@@ -173,30 +175,30 @@ def main() -> None:
             sb3_agent("CartPole-v1", seed, args.cartpole_max_steps, every, args.episodes, True)
         )
         cart["sb3-ppo-default"].append(
-            sb3_agent("CartPole-v1", seed, args.cartpole_max_steps, every, args.episodes, False)
+            sb3_agent("CartPole-v1", seed, cap(args.cartpole_max_steps), every, args.episodes, False)
         )
         cart["genlab-reinforce"].append(genlab_agent("rl/cartpole-reinforce", "CartPole-v1", seed,
                                                      args.reinforce_max_steps, every, args.episodes,
                                                      work / f"cartpole-reinforce-{seed}"))  # fmt: skip
         solved = {k: v[-1]["solved_at_env_steps"] for k, v in cart.items()}
         print(json.dumps({"progress": f"CartPole seed {seed}", **solved}), flush=True)
-    out["CartPole-v1"] = {"threshold": 475.0, "check_every_env_steps": every, "seeds": args.seeds,
-                          "summary": {k: summary(v) for k, v in cart.items()}, "runs": cart}  # fmt: skip
-    g, z, d = (
-        out["CartPole-v1"]["summary"][k]["env_steps_per_s"] for k in ("genlab-ppo", "sb3-ppo-rl-zoo", "sb3-ppo-default")
-    )
-    out["CartPole-v1"]["speed_ratio"] = {"genlab_ppo_vs_sb3_default": g / d, "genlab_ppo_vs_sb3_rl_zoo": g / z}
+    if args.seeds:
+        out["CartPole-v1"] = {"threshold": 475.0, "check_every_env_steps": every, "seeds": args.seeds,
+                              "summary": {k: summary(v) for k, v in cart.items()}, "runs": cart}  # fmt: skip
+        g, z, d = (out["CartPole-v1"]["summary"][k]["env_steps_per_s"]
+                   for k in ("genlab-ppo", "sb3-ppo-rl-zoo", "sb3-ppo-default"))  # fmt: skip
+        out["CartPole-v1"]["speed_ratio"] = {"genlab_ppo_vs_sb3_default": g / d, "genlab_ppo_vs_sb3_rl_zoo": g / z}
     if args.acrobot_seeds:
         acro = {"genlab-ppo": [], "sb3-ppo-default": []}
         every = 16384
         for seed in args.acrobot_seeds:
             acro["genlab-ppo"].append(genlab_agent("rl/acrobot-ppo", "Acrobot-v1", seed, args.acrobot_max_steps, every,
                                                    args.episodes, work / f"acrobot-ppo-{seed}"))  # fmt: skip
-            acro["sb3-ppo-default"].append(sb3_agent("Acrobot-v1", seed, args.acrobot_max_steps, every, args.episodes,
-                                                     False))  # fmt: skip
+            acro["sb3-ppo-default"].append(sb3_agent("Acrobot-v1", seed, cap(args.acrobot_max_steps), every,
+                                                     args.episodes, False))  # fmt: skip
         out["Acrobot-v1"] = {"threshold": -100.0, "check_every_env_steps": every, "seeds": args.acrobot_seeds,
                              "summary": {k: summary(v) for k, v in acro.items()}, "runs": acro}  # fmt: skip
-    if args.bc:
+    if args.bc and args.seeds:
         expert = work / f"cartpole-ppo-{args.seeds[0]}"
         ppo = cart["genlab-ppo"][0]
         out["supervised_vs_rl"] = {
