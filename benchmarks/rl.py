@@ -22,7 +22,10 @@ episodes each; the same network is cloned from them (rl/cartpole-bc); test retur
 episodes) against the demonstration env steps and the wall time, and off the expert's state
 distribution: with a share of random actions, for the clone and the expert.
 
-    python benchmarks/rl.py [--seeds 0 1 2] [--acrobot-seeds 0] [--bc] [--json-out rl.json]
+Throughput (``--speed-rounds N``): env steps/s of ``--speed-steps`` training steps with no
+evaluation, the three PPOs alternately, best of N rounds.
+
+    python benchmarks/rl.py [--seeds 0 1 2] [--acrobot-seeds 0] [--bc] [--speed-rounds 2] [--json-out rl.json]
 """
 
 from __future__ import annotations
@@ -139,6 +142,35 @@ def behaviour_cloning(expert: Path, episodes: list[int], work: Path, eval_episod
     return rows
 
 
+def throughput(steps: int, rounds: int, work: Path) -> dict:
+    """Env steps/s of a fixed training length on CartPole, no evaluation: genlab PPO (its recipe),
+    sb3 PPO with rl-zoo's hyperparameters (the same) and with its defaults, alternately, best of ``rounds``."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    def genlab_run(i: int) -> float:
+        over = {"total_env_steps": steps, "eval": {"episodes": 1, "interval_env_steps": steps, "noise": []},
+                "train": {"target": 0, "progress": False, "tensorboard": False}}  # fmt: skip
+        return steps / run_task(merge(load_recipe("rl/cartpole-ppo"), over), run_dir=work / f"speed-{i}").elapsed
+
+    def sb3_run(zoo: bool) -> float:
+        hp = dict(ZOO_CARTPOLE) if zoo else {"n_envs": 1}
+        env = make_vec_env("CartPole-v1", n_envs=hp.pop("n_envs"), seed=0)
+        model = PPO("MlpPolicy", env, seed=0, device="cpu", **hp)
+        start = time.perf_counter()
+        model.learn(steps)
+        return steps / (time.perf_counter() - start)
+
+    best = {"genlab-ppo": 0.0, "sb3-ppo-rl-zoo": 0.0, "sb3-ppo-default": 0.0}
+    for i in range(rounds):
+        best["genlab-ppo"] = max(best["genlab-ppo"], genlab_run(i))
+        best["sb3-ppo-rl-zoo"] = max(best["sb3-ppo-rl-zoo"], sb3_run(True))
+        best["sb3-ppo-default"] = max(best["sb3-ppo-default"], sb3_run(False))
+    g, z, d = best["genlab-ppo"], best["sb3-ppo-rl-zoo"], best["sb3-ppo-default"]
+    return {"env_steps": steps, "rounds": rounds, "env_steps_per_s": best, "ratio_vs_sb3_rl_zoo": g / z,
+            "ratio_vs_sb3_default": g / d}  # fmt: skip
+
+
 def summary(runs: list[dict]) -> dict:
     solved = [r for r in runs if r["solved_at_env_steps"] is not None]
     mean = lambda xs: sum(xs) / len(xs) if xs else None
@@ -159,6 +191,8 @@ def main() -> None:
     ap.add_argument("--sb3-default-max-steps", type=int, default=0, help="cap for sb3's default PPO (0: as the others)")
     ap.add_argument("--bc", action="store_true", help="also behaviour cloning of the first seed's PPO agent")
     ap.add_argument("--bc-episodes", type=int, nargs="+", default=[1, 5, 20])
+    ap.add_argument("--speed-rounds", type=int, default=0, help="also env steps/s alone, alternately, best of N")
+    ap.add_argument("--speed-steps", type=int, default=8192)
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -206,6 +240,8 @@ def main() -> None:
                        "test_return_mean": ppo["test_return_mean"]},
             "behaviour_cloning": behaviour_cloning(expert, args.bc_episodes, work, args.episodes),
         }  # fmt: skip
+    if args.speed_rounds:
+        out["throughput"] = throughput(args.speed_steps, args.speed_rounds, work)
     text = json.dumps(out, indent=1)
     if args.json_out:
         args.json_out.write_text(text)
