@@ -1002,6 +1002,34 @@ def pipeline_chat(
     run_pipeline(out, parse_budget(budget), cfg)
 
 
+# --- reinforcement learning: genlab play ------------------------------------------------
+
+
+@app.command()
+def play(
+    run_dir: Annotated[Path, typer.Argument(help="An RL run directory (genlab train rl/cartpole-ppo).")],
+    episodes: Annotated[int, typer.Option(help="Episodes to play.")] = 1,
+    gif: Annotated[Path | None, typer.Option(help="Write the rendered episodes to this animated GIF.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the episodes.")] = 0,
+    every: Annotated[int, typer.Option(help="GIF: keep every N-th frame.")] = 2,
+    scale: Annotated[float, typer.Option(help="GIF: scale the 600x400 frames by this factor.")] = 0.5,
+    checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
+) -> None:
+    """Play an RL run's greedy policy for some episodes; print the returns (and write a GIF)."""
+    from genlab.rl.evaluate import greedy
+    from genlab.rl.play import play as play_episodes
+    from genlab.rl.runs import load_agent
+
+    agent = load_agent(run_dir, checkpoint)
+    returns = play_episodes(greedy(agent.policy), agent.env_id, episodes, seed, gif, every, scale)
+    for i, ret in enumerate(returns):
+        typer.echo(f"episode {i + 1}: return {ret:g}")
+    if len(returns) > 1:
+        typer.echo(f"mean return {sum(returns) / len(returns):g} over {len(returns)} episodes ({agent.env_id})")
+    if gif is not None:
+        typer.echo(f"wrote {gif}")
+
+
 def main() -> None:
     global _DEBUG
     _DEBUG = "--debug" in sys.argv or os.environ.get("GENLAB_DEBUG") == "1"
