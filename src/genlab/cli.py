@@ -645,6 +645,9 @@ Fusion = Annotated[
     typer.Option(help="Hybrid fusion: zscore or minmax (convex, normalised scores) or rrf (default: zscore)."),
 ]
 RrfK = Annotated[float | None, typer.Option(help="The k of reciprocal rank fusion (--fusion rrf; default 60).")]
+IndexEmbedModel = Annotated[
+    str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
+]
 
 
 def _fusion_options(fusion: str | None, bm25_weight: float | None, rrf_k: float | None) -> dict:
@@ -723,9 +726,7 @@ def rag_query(
     k: Annotated[int, typer.Option("-k", "--k", help="How many passages.")] = 5,
     doc: Annotated[str | None, typer.Option(help="Only documents whose id matches this glob (faq/*).")] = None,
     source: Annotated[str | None, typer.Option(help="Only sources whose root matches this glob.")] = None,
-    model: Annotated[
-        str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
-    ] = None,
+    model: IndexEmbedModel = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON lines.")] = False,
     bm25_weight: Bm25Weight = None,
     fusion: Fusion = None,
@@ -766,9 +767,7 @@ def rag_eval(
     ],
     mode: Annotated[list[str] | None, typer.Option(help="Retrievers to score (default: dense, bm25, hybrid).")] = None,
     rrf_k: RrfK = None,
-    model: Annotated[
-        str | None, typer.Option("--embed-model", help="Embedding model (default: the index's own).")
-    ] = None,
+    model: IndexEmbedModel = None,
     bm25_weight: Bm25Weight = None,
     fusion: Fusion = None,
     answer_with: AnswerWith = None,
