@@ -197,6 +197,7 @@ class GPT(nn.Module):
         attention_mask: torch.Tensor | None = None,
         last_only: bool = False,
         hidden_states: bool = False,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor | ModelOutput:
         """idx: (B, T) token ids -> logits (B, T, V), or (B, 1, V) with ``last_only``.
         With ``hidden_states`` a :class:`ModelOutput` with the residual stream after the
@@ -208,6 +209,9 @@ class GPT(nn.Module):
         and ``attention_mask`` (B, S) with 0 at padding, S = cached + T. A cache whose rows
         have different lengths (continuous batching) places each row's tokens after its own
         past and hides the rest.
+
+        ``inputs_embeds`` (B, T, C) replaces the token embeddings E[idx] (the positions are added
+        as usual): how a model that embeds other inputs itself (Gato's image patches) feeds the GPT.
         """
         B, T = idx.shape
         start = cache.length if cache is not None else 0
@@ -219,7 +223,7 @@ class GPT(nn.Module):
             cols = cache.positions(T) if ragged else torch.arange(start, start + T, device=idx.device)
         if positions is None:
             positions = cols
-        x = self.tok_emb(idx)  # (B, T, C)
+        x = self.tok_emb(idx) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         if self.config.pos == "learned":
             x = x + self.pos_emb(positions)
         elif self.config.pos == "sinusoidal":

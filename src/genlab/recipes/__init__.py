@@ -59,6 +59,7 @@ TASKS = {
     "qa": ("reader", "train_reader"),
     "rl": ("rl", "train"),
     "rl-bc": ("rl", "train_bc"),
+    "gato": ("gato", "train"),
     **{stage: ("chat", "train") for stage in ("chat-sft", "chat-reward", "chat-dpo", "chat-grpo", "chat-ppo")},
 }
 
