@@ -31,6 +31,7 @@ Expert trajectories are cached under the data directory (``gato/trajectories``);
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ class ImageConfig:
     train_limit: int = 0  # the first N training images of each image task (0: all)
     val_images: int = 256  # validation loss: the first N of each val split
     fashion_val: int = 5000  # Fashion-MNIST's validation split: the last N of its training split
-    scenes_train: int = 20000  # generated scenes per split
+    scenes_train: int = 10000  # generated scenes per split
     scenes_val: int = 500
     scenes_test: int = 500
 
@@ -133,7 +134,7 @@ class GatoEvalConfig:
     fashion: int = 1000  # Fashion-MNIST test images (0: all 10,000)
     captions: int = 200  # caption test examples per caption task (0: all)
     batch_size: int = 64  # prompts decoded together
-    max_new_tokens: int = 24
+    max_new_tokens: int = 40
 
 
 def _train_defaults() -> TrainConfig:
@@ -192,20 +193,22 @@ def _fashion(split_name: str, r: GatoRecipe) -> tuple[list[np.ndarray], list[str
 
 
 def _scenes(split_name: str, r: GatoRecipe) -> tuple[list[np.ndarray], list[str]]:
-    try:
-        from genlab.data.scenes import make_scenes
-    except ImportError as e:
-        raise DataError("the scenes task needs genlab.data.scenes (Fashion-MNIST scenes), not on this branch") from e
     n = {"train": r.images.scenes_train, "val": r.images.scenes_val, "test": r.images.scenes_test}[split_name]
+    return _make_scenes(split_name, n)
+
+
+@functools.lru_cache(maxsize=8)
+def _make_scenes(split_name: str, n: int) -> tuple[list[np.ndarray], list[str]]:
+    """Generated scenes (deterministic in split and n), made once per process: the tokenizer and the task read them."""
+    from genlab.data.scenes import make_scenes
+
     scenes = make_scenes(split_name, n)
     return [s.image for s in scenes], [s.caption for s in scenes]
 
 
 def _tuxpaint(split_name: str, r: GatoRecipe) -> tuple[list[np.ndarray], list[str]]:
-    try:
-        from genlab.data.captions import load_tuxpaint
-    except ImportError as e:
-        raise DataError("the tuxpaint task needs genlab.data.captions (Tux Paint drawings), not on this branch") from e
+    from genlab.data.captions import load_tuxpaint
+
     items = load_tuxpaint(split_name, size=64)
     return [c.image for c in items], [c.caption.lower() for c in items]
 
@@ -238,10 +241,13 @@ def tokenizer_text(r: GatoRecipe) -> str:
 class ImageTexts:
     """Endless shuffled batches of one image task: [image slots] prompt answer<eos> (module docstring)."""
 
-    def __init__(self, images, texts, task, tok, layout: G.TokenLayout, batch_size: int, seed: int):
+    def __init__(self, images, texts, task, tok, layout: G.TokenLayout, batch_size: int, seed: int, block_size: int):
         self.images, self.layout, self.eos = images, layout, tok.eos_id
         self.prompt = tok.encode(image_prompt(task))
-        self.answers = [tok.encode(" " + t) + [tok.eos_id] for t in texts]
+        room = block_size - layout.n_patches - len(self.prompt) - 1  # answers cut to fit the context, <eos> kept
+        if room < 1:
+            raise ConfigError(f"{task}: {layout.n_patches} image slots and the prompt fill model.block_size")
+        self.answers = [tok.encode(" " + t)[:room] + [tok.eos_id] for t in texts]
         self.batches = ShuffledBatches(len(images), min(batch_size, len(images)), self.collate, seed)
 
     def collate(self, index: np.ndarray) -> dict:
@@ -485,10 +491,10 @@ def task_data(r: GatoRecipe, tok, layout: G.TokenLayout, seed: int, log=print) -
         sizes.append(f"text {len(train_tokens):,} tokens")
     for i, task in enumerate(t for t in IMAGE_TASKS if t in on):
         images, texts = image_split(task, "train", r)
-        streams[task] = ImageTexts(images, texts, task, tok, layout, r.images.batch_size, seed + 10 + i)
+        streams[task] = ImageTexts(images, texts, task, tok, layout, r.images.batch_size, seed + 10 + i, block)
         vi, vt = image_split(task, "val", r)
         vi, vt = vi[: r.images.val_images], vt[: r.images.val_images]
-        vs = ImageTexts(vi, vt, task, tok, layout, r.images.batch_size, 0)
+        vs = ImageTexts(vi, vt, task, tok, layout, r.images.batch_size, 0, block)
         idx = np.arange(len(vi))
         val[task] = [vs.collate(idx[j : j + r.images.batch_size]) for j in range(0, len(vi), r.images.batch_size)]
         sizes.append(f"{task} {len(images):,} images")
@@ -602,6 +608,7 @@ def answer_images(model: Gato, tok, layout: G.TokenLayout, images: list[np.ndarr
     (only text ids may be generated; an end-of-text id ends the answer)."""
     layout.check_modality("image")
     ids = [layout.image_id] * layout.n_patches + tok.encode(prompt)
+    max_new_tokens = min(max_new_tokens, model.config.block_size - len(ids))
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, eos_id=tok.eos_id,
                            banned_tokens=non_text_ids(layout))  # fmt: skip
     device = next(model.parameters()).device
