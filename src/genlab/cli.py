@@ -390,7 +390,7 @@ def eval_cmd(
     seed: Annotated[int, typer.Option(help="Random seed of the latent samples.")] = 0,
     checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
     task: Annotated[
-        str | None, typer.Option(help="Encoders: classify | code-search (default: the run's own task).")
+        str | None, typer.Option(help="Encoders: classify | code-search (default: the run's own task); gato: a task.")
     ] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Encoders: texts per forward pass (64); seq2seq: sources decoded together.")
@@ -414,13 +414,20 @@ def eval_cmd(
     An encoder: fortune-topic accuracy of a classifier run, or with --task code-search (any bert run,
     or minilm) MRR and recall@k of finding each standard-library test function from its docstring.
     A seq2seq run: sacreBLEU and chrF (translation) or ROUGE-1/2/L (summaries) of each of its tasks'
-    test split, decoded with beam search (--beams, default the run's eval.beams)."""
+    test split, decoded with beam search (--beams, default the run's eval.beams).
+    A gato run: text validation loss, Fashion-MNIST accuracy, caption BLEU and each environment's mean
+    return (--task: one of its tasks; a task it was not trained on is an error naming the ones it knows)."""
     import json
 
     from genlab.runs import is_run_dir, read_run_config
     from genlab.runs.evaluate import RUN_TASKS, evaluate_encoder, evaluate_run, evaluate_seq2seq, is_encoder_run
 
     recipe_task = read_run_config(run_dir).get("task") if is_run_dir(run_dir) else None
+    if recipe_task == "gato":  # every trained task's metric; --task: one of them (text, fashion, CartPole-v1, ...)
+        from genlab.recipes.gato import evaluate_gato
+
+        typer.echo(json.dumps(evaluate_gato(run_dir, checkpoint, [task] if task else None)))
+        return
     if recipe_task in SEQ2SEQ_RUNS:
         if task is not None:
             raise GenlabError("--task is for encoder runs; a seq2seq run is scored on its own tasks")
@@ -1027,6 +1034,23 @@ def play(
         typer.echo(f"mean return {sum(returns) / len(returns):g} over {len(returns)} episodes ({agent.env_id})")
     if gif is not None:
         typer.echo(f"wrote {gif}")
+
+
+# --- Gato: the token layout ------------------------------------------------------------
+
+
+@app.command("gato-layout")
+def gato_layout(
+    run_dir: Annotated[Path | None, typer.Argument(help="A gato run (none: a hand-made example).")] = None,
+    env: Annotated[str, typer.Option(help="The environment whose episode is shown.")] = "CartPole-v1",
+    steps: Annotated[int, typer.Option(help="Steps of the episode.")] = 2,
+) -> None:
+    """Print Gato's token layout: per control step the observation's value tokens (mu-law, 1024 bins,
+    after the text ids), the separator '|' and the action token; image patch slots before a prompt's text.
+    Without a run, a hand-made 2-step CartPole episode; with one, an expert episode in the run's layout."""
+    from genlab.recipes.gato import layout_example
+
+    typer.echo(layout_example(run_dir, env, steps))
 
 
 def main() -> None:

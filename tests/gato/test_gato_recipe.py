@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from genlab.core.config import merge
 from genlab.core.errors import ConfigError, GenlabError
 from genlab.recipes import list_recipes, load_recipe, run_task
-from genlab.recipes.gato import GatoRecipe, Mixture, check, evaluate_gato, load_gato, play
+from genlab.recipes.gato import GatoRecipe, Mixture, check, evaluate_gato, layout_example, load_gato, play
 from genlab.training.checkpoint import find_checkpoint
 
 QUIET = {"progress": False, "tensorboard": False, "dtype": "fp32"}
@@ -108,3 +108,12 @@ def test_the_recipe_parses_and_checks_its_tasks():
         check(from_dict(GatoRecipe, {"tasks": {"atari": 1.0}}))
     with pytest.raises(ConfigError, match="at least one task"):
         check(from_dict(GatoRecipe, {"tasks": {"text": 0.0}}))
+
+
+def test_the_layout_rendering_of_a_run_and_of_the_hand_made_episode(runs):
+    lines = layout_example().splitlines()
+    assert lines[1:4] == ["obs    [522, 778, 265, 1033] ~ [9.96e-05, 1.61, -1.61, 253]", "|      [1034]",
+                          "act    [1037] CartPole-v1:1"]  # fmt: skip
+    text = layout_example(runs / "a", "CartPole-v1", 3)
+    assert text.startswith("3 steps of a CartPole-v1 expert episode") and text.count("|      [") == 3
+    assert "image  16 patch slots" in text and "' what is this? -> sneaker<|endoftext|>'" in text

@@ -232,8 +232,8 @@ def tokenizer_text(r: GatoRecipe) -> str:
     """What the BPE learns from: the text source, the class names and the caption training texts."""
     parts = [read_text(r.text.source), CLASSIFY_PROMPT + CAPTION_PROMPT]
     parts += [" ".join(FASHION_NAMES)] * 20
-    for task in CAPTION_TASKS:
-        if active_tasks(r).get(task):
+    for task in CAPTION_TASKS:  # every listed task, trained or not: a specialist (its weights zeroed) gets the same BPE
+        if task in r.tasks:
             parts.append("\n".join(image_split(task, "train", r)[1][:5000]))
     return "\n".join(parts)
 
@@ -724,6 +724,36 @@ def evaluate_gato(run_dir: str | Path, which: str = "best", tasks: list[str] | N
     if episodes:
         r = from_dict(GatoRecipe, merge(to_dict(r), {"eval": {"episodes": episodes}}))
     return {"task": "gato", **evaluate_model(g.model, g.tokenizer, g.layout, r, tasks=tasks)}
+
+
+#: the hand-made CartPole episode of :func:`layout_example` (and of the layout test)
+EXAMPLE_OBS = np.array([[0.0, 1.6, -1.6, 300.0], [-300.0, 0.0, 1.6, -1.6]], dtype=np.float32)
+EXAMPLE_ACTIONS = np.array([1, 0])
+
+
+def layout_example(run_dir: str | Path | None = None, env: str = "CartPole-v1", steps: int = 2) -> str:
+    """The token layout, readably: without a run, a hand-made 2-step CartPole episode in a layout of 10
+    text ids; with a run, its layout, the first ``steps`` steps of a held-out expert episode of ``env``
+    and, when it has images, a Fashion-MNIST classification example."""
+    if run_dir is None:
+        layout = G.TokenLayout(text_vocab=10, envs={"CartPole-v1": [4, 2]})
+        ids = G.episode_tokens(EXAMPLE_OBS, EXAMPLE_ACTIONS, layout, "CartPole-v1")
+        head = "a 2-step CartPole-v1 episode, text ids 0..9 (values 10..1033, '|' 1034, image 1035, actions 1036-1037)"
+        return f"{head}\n{G.render_layout(ids, layout)}"
+    g = load_gato(run_dir)
+    layout, parts = g.layout, []
+    if env in layout.envs:
+        _, val = expert_episodes(env, g.recipe, log=lambda *a: None)
+        ep = val[0]
+        ids = G.episode_tokens(ep["obs"][:steps], ep["actions"][:steps], layout, env)
+        parts.append(f"{steps} steps of a {env} expert episode\n{G.render_layout(ids, layout)}")
+    else:
+        layout.check_modality(env)
+    if layout.images:
+        text = g.tokenizer.encode(CLASSIFY_PROMPT + " sneaker") + [g.tokenizer.eos_id]
+        ids = [layout.image_id] * layout.n_patches + text
+        parts.append(f"a Fashion-MNIST example\n{G.render_layout(ids, layout, g.tokenizer.decode)}")
+    return "\n\n".join(parts)
 
 
 train = runner.entry_point("gato", GatoRecipe, _prepare, single_process=True, check=check)
