@@ -630,11 +630,12 @@ def _truncate(cache, length: int) -> None:
 @torch.no_grad()
 def play(model: Gato, layout: G.TokenLayout, env: str, prompts: list[np.ndarray], episodes: int,
          seed: int) -> np.ndarray:  # fmt: skip
-    """Returns of ``episodes`` live episodes (all stepped together, one batch row each), each row
-    prompted with a demonstration (``prompts[i % len]``, token arrays of one length). Each step feeds
-    the last action token, the observation's value tokens and the separator over the KV cache and
-    takes the most likely of the environment's action tokens. When the context is full, the cache
-    keeps the prompt and re-reads the last half-window of steps after it (the positions training used)."""
+    """Returns of ``episodes`` live episodes (stepped together, one batch row each; a finished
+    episode's row leaves the batch), each row prompted with a demonstration (``prompts[i % len]``,
+    token arrays of one length). Each step feeds the last action token, the observation's value
+    tokens and the separator over the KV cache and takes the most likely of the environment's action
+    tokens. When the context is full, the cache keeps the prompt and re-reads the last half-window of
+    steps after it (the positions training used)."""
     layout.check_modality(env)
     device = next(model.parameters()).device
     block, (dim, A) = model.config.block_size, layout.envs[env]
@@ -644,25 +645,31 @@ def play(model: Gato, layout: G.TokenLayout, env: str, prompts: list[np.ndarray]
     envs = [make_env(env) for _ in range(episodes)]
     try:
         obs = np.stack([np.asarray(e.reset(seed=episode_seed(seed, 0, i))[0], np.float32) for i, e in enumerate(envs)])
-        returns, alive = np.zeros(episodes), np.ones(episodes, dtype=bool)
+        returns = np.zeros(episodes)
+        rows = np.arange(episodes)  # the episodes still running, in batch order
         cache = model.make_cache(episodes, block)
         model(torch.from_numpy(np.stack([prompts[i % len(prompts)] for i in range(episodes)])).to(device), cache=cache)
-        steps: list[np.ndarray] = []  # (N, n_step) tokens of each step taken
-        while alive.any():
-            cur = G.observation_tokens(obs, layout)  # (N, O + 1)
+        steps: list[np.ndarray] = []  # (rows, n_step) tokens of each step taken, for the running rows
+        while len(rows):
+            cur = G.observation_tokens(obs[rows], layout)  # (rows, O + 1)
             new = cur if not steps else np.concatenate([steps[-1][:, -1:], cur], axis=1)
             if cache.length + new.shape[1] > block:
                 _truncate(cache, P)
-                recent = steps[-keep:] if keep else []
-                new = np.concatenate([*recent, cur], axis=1)
-            logits = model(torch.from_numpy(new).to(device), cache=cache, last_only=True)[:, -1]  # (N, V)
+                new = np.concatenate([*(steps[-keep:] if keep else []), cur], axis=1)
+            logits = model(torch.from_numpy(new).to(device), cache=cache, last_only=True)[:, -1]  # (rows, V)
             actions = logits[:, off : off + A].argmax(-1).cpu().numpy()  # greedy over the env's action tokens
             steps.append(np.concatenate([cur, (actions + off)[:, None]], axis=1))
-            for i in np.flatnonzero(alive):
-                o, reward, term, trunc, _ = envs[i].step(int(actions[i]))
+            running = np.ones(len(rows), dtype=bool)
+            for j, i in enumerate(rows):
+                o, reward, term, trunc, _ = envs[i].step(int(actions[j]))
                 returns[i] += float(reward)
                 obs[i] = np.asarray(o, np.float32)
-                alive[i] = not (term or trunc)
+                running[j] = not (term or trunc)
+            if not running.all():  # the finished rows leave the batch and the cache
+                rows = rows[running]
+                if len(rows):
+                    cache.reorder(torch.from_numpy(np.flatnonzero(running)).to(device))
+                    steps = [s[running] for s in steps[-keep - 1 :]]
     finally:
         for e in envs:
             e.close()
@@ -692,7 +699,8 @@ def evaluate_model(model: Gato, tok, layout: G.TokenLayout, r: GatoRecipe, data:
             images, texts = image_split(t, "test", r)
             if t in CAPTION_TASKS and e.captions:
                 images, texts = images[: e.captions], texts[: e.captions]
-            hyps = answer_images(model, tok, layout, images, image_prompt(t), e.max_new_tokens, e.batch_size)
+            longest = 8 if t == "fashion" else e.max_new_tokens  # a class name is a few tokens
+            hyps = answer_images(model, tok, layout, images, image_prompt(t), longest, e.batch_size)
             if t == "fashion":
                 metrics["fashion_accuracy"] = float(np.mean([h == y for h, y in zip(hyps, texts)]))
             else:
