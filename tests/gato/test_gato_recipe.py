@@ -117,3 +117,18 @@ def test_the_layout_rendering_of_a_run_and_of_the_hand_made_episode(runs):
     text = layout_example(runs / "a", "CartPole-v1", 3)
     assert text.startswith("3 steps of a CartPole-v1 expert episode") and text.count("|      [") == 3
     assert "image  16 patch slots" in text and "' what is this? -> sneaker<|endoftext|>'" in text
+
+
+def test_playing_in_a_batch_equals_playing_alone(runs):
+    """Rows leave the batch (and the KV cache) as their episodes end, and the context refills past
+    block_size: episode 0 of a batch of 5 plays exactly as it does alone."""
+    g = load_gato(runs / "a")
+    from genlab.recipes.gato import demo_prompt, expert_episodes, prompt_steps
+
+    _, val = expert_episodes("CartPole-v1", g.recipe)
+    kp, _ = prompt_steps(g.layout, "CartPole-v1", g.recipe)
+    prompts = [demo_prompt(e, g.layout, "CartPole-v1", kp) for e in val]
+    batch = play(g.model, g.layout, "CartPole-v1", prompts, 5, seed=3)
+    alone = play(g.model, g.layout, "CartPole-v1", prompts, 1, seed=3)
+    assert batch[0] == alone[0] and len(set(batch.tolist())) > 1
+    assert batch.max() * 6 + len(prompts[0]) > g.model.config.block_size  # some episode outlived the context

@@ -150,3 +150,19 @@ def test_gato_puts_each_rows_patches_into_its_image_slots():
     assert [g[0].tokens for g in cached] == [g[0].tokens for g in plain]
     with pytest.raises(Exception, match="image slots need patches"):
         model(ids)
+
+
+def test_value_bins_start_ordinal_on_request():
+    torch.manual_seed(0)
+    gpt = GPTConfig(vocab_size=1038, block_size=64, n_layer=1, n_head=2, n_embd=32)
+    kw = {"gpt": gpt, "image_id": 1035, "value_offset": 10, "value_bins": 1024}
+    plain, ordinal = Gato(GatoConfig(**kw)), Gato(GatoConfig(**kw, value_init="ordinal"))
+    e = ordinal.gpt.tok_emb.weight[10:1034].detach()
+    assert e.std().item() == pytest.approx(0.02, rel=0.1)
+    near = (e[1:] - e[:-1]).norm(dim=1).mean()
+    far = (e[512:] - e[:512]).norm(dim=1).mean()
+    assert near < far / 4  # neighbouring values start close
+    p = plain.gpt.tok_emb.weight[10:1034].detach()
+    assert (p[1:] - p[:-1]).norm(dim=1).mean() > far / 2  # normal: every bin on its own
+    with pytest.raises(Exception, match="value_init='sorted'"):
+        GatoConfig(**kw, value_init="sorted")

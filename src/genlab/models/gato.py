@@ -21,13 +21,21 @@ model reads only ``image_id``, ``n_patches`` and ``patch_dim`` from it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 
 from genlab.core.errors import ConfigError
+from genlab.layers.positional import sinusoidal_table
 from genlab.models.gpt import GPT, GPTConfig
+
+#: How the continuous-value bins' token embeddings start. ``normal``: like every token (N(0, 0.02)),
+#: each bin on its own, as in the paper; ``ordinal``: the sinusoidal table of the bin index (Vaswani
+#: et al. 2017) at the same scale, so that neighbouring values start with similar embeddings and a
+#: small model trained briefly need not learn the order of 1024 bins from data (trainable either way).
+VALUE_INITS = ("ordinal", "normal")
 
 
 @dataclass
@@ -36,11 +44,18 @@ class GatoConfig:
     image_id: int = -1  # the id of an image patch slot; -1: a run without images
     n_patches: int = 16  # N: slots per image
     patch_dim: int = 192  # D: 3 channels x P x P values per patch
+    value_offset: int = -1  # the first continuous-value id (the bins follow); -1: none
+    value_bins: int = 0
+    value_init: str = "normal"  # normal | ordinal: how the value bins' embeddings start (VALUE_INITS)
     layout: dict = field(default_factory=dict)  # the token-space layout (genlab.data.gato.TokenLayout) as data
 
     def __post_init__(self):
         if isinstance(self.gpt, dict):
             self.gpt = GPTConfig(**self.gpt)
+        if self.value_init not in VALUE_INITS:
+            raise ConfigError(f"value_init='{self.value_init}' is not one of {VALUE_INITS}")
+        if self.value_bins and self.value_offset + self.value_bins > self.gpt.vocab_size:
+            raise ConfigError(f"the value bins [{self.value_offset}, +{self.value_bins}) exceed the vocabulary")
         if self.image_id >= self.gpt.vocab_size:
             raise ConfigError(f"image_id={self.image_id} is outside the vocabulary of {self.gpt.vocab_size}")
 
@@ -60,6 +75,10 @@ class Gato(nn.Module):
         nn.init.normal_(self.patch.weight, 0.0, cfg.gpt.init_std)
         nn.init.zeros_(self.patch.bias)
         nn.init.normal_(self.patch_pos.weight, 0.0, cfg.gpt.init_std)
+        if cfg.value_bins and cfg.value_init == "ordinal":
+            with torch.no_grad():  # neighbouring bins start close: (bins, C), entries of std init_std
+                table = sinusoidal_table(cfg.value_bins, C) * (cfg.gpt.init_std * math.sqrt(2))
+                self.gpt.tok_emb.weight[cfg.value_offset : cfg.value_offset + cfg.value_bins] = table
 
     def embed(self, ids: torch.Tensor, patches: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) ids and (B, N, D) patches -> (B, T, C): each row's image slots take its patches in order."""

@@ -87,6 +87,7 @@ class ModelConfig:
     n_embd: int = 128
     block_size: int = 128
     dropout: float = 0.0
+    value_init: str = "normal"  # the value bins' embeddings: ordinal | normal (genlab.models.gato.VALUE_INITS)
 
 
 @dataclass
@@ -448,7 +449,8 @@ def model_config(r: GatoRecipe, layout: G.TokenLayout) -> GatoConfig:
     gpt = GPTConfig(vocab_size=layout.vocab_size, block_size=m.block_size, n_layer=m.n_layer, n_head=m.n_head,
                     n_embd=m.n_embd, dropout=m.dropout)  # fmt: skip
     return GatoConfig(gpt=gpt, image_id=layout.image_id if layout.images else -1, n_patches=layout.n_patches,
-                      patch_dim=layout.patch_dim, layout=to_dict(layout))  # fmt: skip
+                      patch_dim=layout.patch_dim, value_offset=layout.obs_offset, value_bins=layout.bins,
+                      value_init=m.value_init, layout=to_dict(layout))  # fmt: skip
 
 
 def gato_loss(model, batch: dict) -> torch.Tensor:
