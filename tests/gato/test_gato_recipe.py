@@ -132,3 +132,25 @@ def test_playing_in_a_batch_equals_playing_alone(runs):
     alone = play(g.model, g.layout, "CartPole-v1", prompts, 1, seed=3)
     assert batch[0] == alone[0] and len(set(batch.tolist())) > 1
     assert batch.max() * 6 + len(prompts[0]) > g.model.config.block_size  # some episode outlived the context
+
+
+def test_a_missing_expert_is_trained_with_its_rl_recipe_under_the_data_dir(tmp_path, monkeypatch):
+    import yaml
+
+    from genlab.core.config import from_dict
+    from genlab.core.paths import data_dir
+    from genlab.recipes import gato
+
+    recipe = {"task": "rl", "env": {"id": "CartPole-v1", "n_envs": 2, "seed": 1},
+              "agent": {"algo": "ppo", "n_steps": 16, "epochs": 1, "minibatch_size": 32},
+              "eval": {"episodes": 1, "noise": []}, "train": {"max_steps": 2, "eval_interval": 2, **QUIET}}  # fmt: skip
+    path = tmp_path / "tiny-ppo.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    monkeypatch.setitem(gato.EXPERT_RECIPES, "CartPole-v1", str(path))
+    r = from_dict(GatoRecipe, {"control": {"episodes": 2, "val_episodes": 1}})
+    train_eps, val_eps = gato.expert_episodes("CartPole-v1", r, log=lambda *a: None)
+    assert (data_dir() / "gato" / "experts" / "tiny-ppo.yaml" / "config.yaml").is_file()
+    assert len(train_eps) == 2 and len(val_eps) == 1 and train_eps[0]["obs"].shape[1] == 4
+    assert len(list((data_dir() / "gato" / "trajectories").glob("CartPole-v1-*.npz"))) == 1
+    again, _ = gato.expert_episodes("CartPole-v1", r)  # from the cache
+    assert np.array_equal(again[0]["actions"], train_eps[0]["actions"])
