@@ -384,7 +384,7 @@ def encode(
 
 @app.command("eval")
 def eval_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A VAE or encoder run directory ('minilm' for code search).")],
+    run_dir: Annotated[Path, typer.Argument(help="A VAE, encoder or VQA run directory ('minilm' for code search).")],
     k: Annotated[int, typer.Option(help="Importance samples of the IWAE NLL estimate.")] = 100,
     limit: Annotated[int, typer.Option(help="Only the first N test images or texts (0: all).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed of the latent samples.")] = 0,
@@ -421,6 +421,11 @@ def eval_cmd(
     from genlab.runs.evaluate import RUN_TASKS, evaluate_encoder, evaluate_run, evaluate_seq2seq, is_encoder_run
 
     recipe_task = read_run_config(run_dir).get("task") if is_run_dir(run_dir) else None
+    if recipe_task in ("vqa", "vqa-pretrain"):  # test accuracy per question type (genlab.recipes.vqa)
+        from genlab.recipes.vqa import evaluate_vqa
+
+        typer.echo(json.dumps(evaluate_vqa(run_dir, checkpoint, "test", limit)))
+        return
     if recipe_task in SEQ2SEQ_RUNS:
         if task is not None:
             raise GenlabError("--task is for encoder runs; a seq2seq run is scored on its own tasks")
@@ -1027,6 +1032,30 @@ def play(
         typer.echo(f"mean return {sum(returns) / len(returns):g} over {len(returns)} episodes ({agent.env_id})")
     if gif is not None:
         typer.echo(f"wrote {gif}")
+
+
+# --- visual question answering: genlab vqa ----------------------------------------------
+
+
+@app.command()
+def vqa(
+    run_dir: Annotated[Path, typer.Argument(help="A VQA run directory (genlab train vqa/easy-vqa).")],
+    image: Annotated[Path, typer.Option(help="The image file (PNG or JPEG, the run's size and channels).")],
+    question: Annotated[str, typer.Option(help="The question, e.g. 'what color is the shape?'.")],
+    checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
+) -> None:
+    """Answer a question about an image with a VQA run: the answer and its probability. A question
+    the run cannot read (every word outside its vocabulary) or of a kind its answers do not cover is
+    answered from the prior (the most frequent training answer of its type), with a one-line warning."""
+    from genlab.recipes.vqa import answer
+
+    reply = answer(run_dir, image, question, checkpoint)
+    if reply["warning"]:
+        typer.secho(f"warning: {reply['warning']}", err=True)
+    if reply["probability"] is None:
+        typer.echo(f"{reply['answer']} (prior)")
+    else:
+        typer.echo(f"{reply['answer']} (p={reply['probability']:.3f})")
 
 
 def main() -> None:
