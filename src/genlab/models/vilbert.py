@@ -277,9 +277,7 @@ class ViLBERT(nn.Module):
                 f"({cfg.in_channels}, {cfg.image_size}, {cfg.image_size})"
             )
         if patch_mask is not None:
-            G, P = cfg.image_size // cfg.patch_size, cfg.patch_size
-            keep = (~patch_mask).to(images.dtype).view(-1, 1, G, 1, G, 1)  # (B, 1, G, 1, G, 1)
-            images = (images.view(-1, cfg.in_channels, G, P, G, P) * keep).view_as(images)  # zero masked patches
+            images = mask_patches(images, patch_mask, cfg.patch_size)
         p = self.patch(images)  # (B, N, C)
         x = torch.cat([self.img_token.expand(p.size(0), -1, -1), p], dim=1) + self.vpos_emb  # (B, S, C)
         if cfg.streams == "one":
@@ -350,6 +348,14 @@ class ViLBERT(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def mask_patches(images: torch.Tensor, patch_mask: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """images (B, C_in, S, S) with the pixels of the patches where patch_mask (B, N) is True set to 0."""
+    B, C, S, _ = images.shape
+    G, P = S // patch_size, patch_size
+    keep = (~patch_mask).to(images.dtype).view(B, 1, G, 1, G, 1)  # (B, 1, G, 1, G, 1)
+    return (images.view(B, C, G, P, G, P) * keep).view(B, C, S, S)
 
 
 def patch_pixels(images: torch.Tensor, patch_size: int) -> torch.Tensor:

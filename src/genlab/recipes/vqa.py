@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from genlab.core.config import from_dict, merge, to_dict
 from genlab.core.errors import CheckpointError, ConfigError
@@ -55,7 +57,7 @@ from genlab.models.vilbert import STREAMS, ViLBERT, ViLBERTConfig, budgeted, cou
 from genlab.objectives.masked_lm import mask_tokens, masked_lm_loss
 from genlab.recipes import runner
 from genlab.runs import checkpoint_path, read_run_config
-from genlab.training.checkpoint import load_weights, read_weights
+from genlab.training.checkpoint import load_weights
 from genlab.training.engine import Phase, TrainConfig, Trainer
 from genlab.training.optim import adamw
 
@@ -308,7 +310,10 @@ def load_vqa_run(run_dir: str | Path, which: str = "best") -> tuple[ViLBERT, Que
 def _init_weights(model: ViLBERT, init: str, which: str) -> list[str]:
     """Copy every weight of a pretraining run but its VQA head; returns the names left fresh."""
     path = checkpoint_path(init, which) / "model.safetensors"
-    source = read_weights(model, path)
+    try:
+        source = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {e} (truncated or not a safetensors file)") from e
     own = model.state_dict()
     body = [k for k in own if not k.startswith("vqa.")]
     missing = [k for k in body if k not in source]
