@@ -11,6 +11,8 @@ VENV=${VENV:-.venv}
 #    Python docs with their FAQ and glossary, FOLDOC, the Jargon File, the elements, perlfaq, the Debian FAQ).
 DEB_PACKAGES="bible-kjv fortunes dataset-fashion-mnist trans-de-en manpages manpages-dev dict-freedict-eng-fra dict-freedict-deu-eng"
 DEB_PACKAGES="$DEB_PACKAGES python3-doc dict-foldoc dict-jargon dict-elements perl-doc debian-faq"
+# Captioned drawings (issue 19): 160 MB of PNG stamps with captions in many languages.
+DEB_PACKAGES="$DEB_PACKAGES tuxpaint-stamps-default"
 # The studio's browser tests drive Debian's chromium through Playwright (no browser download).
 DEB_PACKAGES="$DEB_PACKAGES chromium"
 missing=""

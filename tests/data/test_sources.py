@@ -39,6 +39,7 @@ def no_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources, "BIBLE_COMMAND", "genlab-test-no-such-bible")
     monkeypatch.setattr(sources, "SKLEARN_DATA_DIR", empty / "sklearn")
     monkeypatch.setattr(sources, "STATSMODELS_DATASETS", empty / "statsmodels")
+    monkeypatch.setenv("GENLAB_TUXPAINT", str(empty / "tuxpaint"))
     for name in ("LIBREOFFICE_HELP_DIR", "DEB_EXTRACT_DIR", "DING_FILE", "APT_LISTS_DIR", "DPKG_INFO_DIR", "DICTD_DIR",
                  "PYTHON_DOC_SOURCES", "PERL_DIR", "DEBIAN_FAQ_TEXT"):  # fmt: skip
         monkeypatch.setattr(sources, name, empty / name.lower())

@@ -130,7 +130,18 @@ class Source:
     """
 
     name: str
-    kind: Literal["text", "images", "pairs", "dictionary", "conversations", "questions", "preferences", "series", "vqa"]
+    kind: Literal[
+        "text",
+        "images",
+        "captions",
+        "pairs",
+        "dictionary",
+        "conversations",
+        "questions",
+        "preferences",
+        "series",
+        "vqa",
+    ]
     description: str
     install_hint: str
     local: Callable[[], Path | None] = field(default=_nothing, repr=False, compare=False)
@@ -413,6 +424,12 @@ def _fashion_download() -> Path:
         if not dest.is_file():
             _download(FASHION_MNIST_URL + dest.name, dest, sha, decompressed_sha=True)
     return folder
+
+
+def _tuxpaint_system() -> Path | None:
+    from genlab.data.captions import tuxpaint_system
+
+    return tuxpaint_system()
 
 
 def _sklearn_data_dir() -> Path | None:
@@ -1029,6 +1046,13 @@ SOURCES: dict[str, Source] = {
             local=_fashion_local,
             system=_fashion_system,
             download=_fashion_download,
+        ),
+        Source(
+            name="tuxpaint",
+            kind="captions",
+            description="Tux Paint stamps: ~785 drawings with English and French captions (real, human-written)",
+            install_hint="install with: sudo apt-get install tuxpaint-stamps-default (read by genlab.data.captions)",
+            system=_tuxpaint_system,
         ),
         Source(
             name="digits",
