@@ -137,6 +137,19 @@ def test_a_baseline_too_deep_for_the_budget_is_a_config_error():
         ViLBERTConfig(image_size=20, patch_size=8)
 
 
+def test_cnn_feature_cells_as_the_visual_tokens():
+    cfg = dataclasses.replace(TINY, visual="cnn", cnn_width=8)
+    model = ViLBERT(cfg).eval()
+    ids, mask, images = _batch()
+    out = model(ids, mask, images, heads=("vqa", "region"))
+    assert out.visual.shape == (3, 17, 16) and out.region.shape == (3, 16, 48)  # one token per 4x4 image patch
+    assert abs(
+        count_params(budgeted(dataclasses.replace(cfg, streams="one"))) - count_params(cfg)
+    ) < 0.05 * count_params(cfg)
+    with pytest.raises(ConfigError, match="must divide by 4"):
+        ViLBERTConfig(visual="cnn", patch_size=6, image_size=12)
+
+
 def test_masked_patches_are_the_regression_targets_rows():
     images = torch.rand(2, 3, 16, 16)
     mask = torch.zeros(2, 16, dtype=torch.bool)

@@ -8,7 +8,9 @@ Axes: B batch, T text tokens ([CLS] words [SEP] padding), N image patches, S = N
 ([IMG] first), C model width (both streams), H heads, P patch side, C_in image channels, V word
 vocabulary, A answers, F fusion width.
 
-Embeddings (the visual features are the patches of a ViT-style patch embedding, :mod:`genlab.models.vit`)::
+Embeddings (the visual features are the patches of a ViT-style patch embedding, :mod:`genlab.models.vit`;
+``visual="cnn"``: the cells of a small CNN's feature map, two 3x3 stride-2 convolutions, each
+token still covering one P x P image patch)::
 
     w_0 = LN(E_tok[ids] + E_pos[t] + E_mod[0])                         text,  (B, T, C)
     v_0 = LN([e_IMG; x_p^1 W_p; ...; x_p^N W_p] + E_vpos + E_mod[1])   image, (B, S, C)
@@ -69,6 +71,7 @@ from genlab.models.bert import BertConfig, Block, MaskedLMHead
 from genlab.models.vit import PatchEmbedding
 
 STREAMS = ("two", "one", "text")
+VISUALS = ("patch", "cnn")
 
 
 @dataclass
@@ -80,6 +83,8 @@ class ViLBERTConfig:
     image_size: int = 64
     in_channels: int = 3
     patch_size: int = 8
+    visual: str = "patch"  # patch: a linear map of each patch's pixels (ViT); cnn: cells of a CNN feature map
+    cnn_width: int = 32  # visual=cnn: channels of the two stride-2 convolutions
     n_embd: int = 64  # C, both streams
     n_head: int = 4
     n_text_layers: int = 1  # two streams: text-only BERT layers before the co-attention layers
@@ -108,6 +113,10 @@ class ViLBERTConfig:
             raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.patch_size < 1 or self.image_size % self.patch_size:
             raise ConfigError(f"image_size={self.image_size} is not divisible by patch_size={self.patch_size}")
+        if self.visual not in VISUALS:
+            raise ConfigError(f"visual='{self.visual}' is not one of {list(VISUALS)}")
+        if self.visual == "cnn" and self.patch_size % 4:
+            raise ConfigError(f"visual=cnn cuts a 1/4-size feature map: patch_size={self.patch_size} must divide by 4")
         for name in ("vocab_size", "block_size", "n_answers", "in_channels", "n_embd", "n_head", "mlp_ratio"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -171,6 +180,20 @@ class CoAttention(nn.Module):
         return self.text_layer(w2, mask=text_mask), self.image_layer(v2)
 
 
+class ConvStem(nn.Module):
+    """visual=cnn: (B, C_in, S, S) -> (B, W, S/4, S/4), two 3x3 stride-2 convolutions with GELU; the
+    patch embedding then takes (P/4) x (P/4) cells of this map, so token i still covers image patch i."""
+
+    def __init__(self, cfg: ViLBERTConfig):
+        super().__init__()
+        W = cfg.cnn_width
+        self.conv1 = nn.Conv2d(cfg.in_channels, W, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(W, W, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.conv2(F.gelu(self.conv1(x))))  # (B, W, S/4, S/4)
+
+
 class RegionHead(nn.Module):
     """Masked-region regression: r = W_2 LN(GELU(W_1 h + b_1)) + b_2, (..., C) -> (..., P P C_in)."""
 
@@ -217,7 +240,12 @@ class ViLBERT(nn.Module):
         self.text_norm = nn.LayerNorm(C, eps=cfg.norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
         if cfg.streams != "text":
-            self.patch = PatchEmbedding(cfg.in_channels, cfg.patch_size, C)
+            if cfg.visual == "cnn":
+                self.stem = ConvStem(cfg)
+                self.patch = PatchEmbedding(cfg.cnn_width, cfg.patch_size // 4, C)
+            else:
+                self.stem = nn.Identity()
+                self.patch = PatchEmbedding(cfg.in_channels, cfg.patch_size, C)
             self.img_token = nn.Parameter(torch.zeros(1, 1, C))  # e_IMG
             self.vpos_emb = nn.Parameter(torch.zeros(1, cfg.n_patches + 1, C))  # E_vpos
             self.image_norm = nn.LayerNorm(C, eps=cfg.norm_eps)
@@ -278,7 +306,7 @@ class ViLBERT(nn.Module):
             )
         if patch_mask is not None:
             images = mask_patches(images, patch_mask, cfg.patch_size)
-        p = self.patch(images)  # (B, N, C)
+        p = self.patch(self.stem(images))  # (B, N, C)
         x = torch.cat([self.img_token.expand(p.size(0), -1, -1), p], dim=1) + self.vpos_emb  # (B, S, C)
         if cfg.streams == "one":
             x = x + self.mod_emb.weight[1]
