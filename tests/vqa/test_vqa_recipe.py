@@ -135,6 +135,31 @@ def test_scene_questions_from_the_scenes_module(tmp_path, monkeypatch):
     assert (tmp_path / "scenes-pre" / "results.json").is_file()
 
 
+def test_pretraining_on_captioned_drawings_then_easy_vqa(root, tmp_path, monkeypatch):
+    def load_tuxpaint(split="train", size=64):  # the genlab.data.captions API, tiny RGB drawings
+        rng = np.random.default_rng(len(split))
+        return [types.SimpleNamespace(image=rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), caption=f"a {w} cat",
+                                      caption_fr=None, name=f"animals/{w}", category="animals")
+                for w in ("red", "small", "happy", "blue")[: 4 if split == "train" else 2]]  # fmt: skip
+
+    monkeypatch.setitem(sys.modules, "genlab.data.captions", types.SimpleNamespace(load_tuxpaint=load_tuxpaint))
+    pre = tiny_recipe(root, task="vqa-pretrain")
+    pre["data"] = {**pre["data"], "source": "tuxpaint"}
+    pre["vocab_from"] = "easy-vqa"
+    pre["train"] = {**pre["train"], "batch_size": 2, "max_steps": 2, "eval_interval": 1}
+    pretrain(pre, tmp_path / "pre")
+    res = json.loads((tmp_path / "pre" / "results.json").read_text())
+    assert res["data_kind"].startswith("real")
+    tokens = json.loads((tmp_path / "pre" / "vqa_vocab.json").read_text())["tokens"]
+    assert {"cat", "happy", "color", "shape"} <= set(tokens)  # captions + easy-VQA's question words
+    fine = {**tiny_recipe(root), "init": str(tmp_path / "pre"), "model": {"streams": "two"}}
+    fine["train"] = {**fine["train"], "max_steps": 2}
+    train(fine, tmp_path / "fine")
+    assert json.loads((tmp_path / "fine" / "vqa_vocab.json").read_text())["tokens"] == tokens
+    with pytest.raises(ConfigError, match="data.source='tuxpaint'"):
+        train({**tiny_recipe(root), "data": {"source": "tuxpaint"}}, tmp_path / "bad")
+
+
 def test_answers_and_the_prior_fallback(run, root, tmp_path):
     image = root / "test" / "images" / "0.png"
     reply = answer(run, image, "what color is the shape?")

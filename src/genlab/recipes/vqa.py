@@ -14,7 +14,9 @@ run: its weights (all but the VQA head) and its word vocabulary.
 words (BERT's 80/10/10 masking) and 15% of the image patches (their pixels zeroed) are masked; the
 loss is the masked-word cross-entropy plus ``pretrain.region_weight`` times the mean squared error of
 the masked patches' regressed pixels. The pairs are each training image with its easy-VQA questions
-(as text, without their answers), or with its scene caption and questions (``data.source=scenes``).
+(as text, without their answers), with its scene caption and questions (``data.source=scenes``),
+or the Tux Paint drawings with their English captions (``data.source=tuxpaint``, real, RGB like
+easy-VQA; ``vocab_from=easy-vqa`` adds easy-VQA's question words to the vocabulary for fine-tuning).
 
 The data (``data.source``): ``easy-vqa`` (generated: procedural shapes; its train / test split, the
 validation images carved out of train by image) or ``scenes`` (generated: real Fashion-MNIST items
@@ -37,7 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from genlab.core.config import from_dict, merge, to_dict
-from genlab.core.errors import CheckpointError, ConfigError
+from genlab.core.errors import CheckpointError, ConfigError, DataError
 from genlab.data.batches import ShuffledBatches
 from genlab.data.easy_vqa import (
     KIND_EASY_VQA,
@@ -62,6 +64,7 @@ from genlab.training.engine import Phase, TrainConfig, Trainer
 from genlab.training.optim import adamw
 
 SOURCES = ("easy-vqa", "scenes")
+PRETRAIN_SOURCES = (*SOURCES, "tuxpaint")  # tuxpaint: captioned drawings (real), for pretraining only
 FAMILY = "vilbert"
 
 
@@ -104,14 +107,18 @@ class VQARecipe:
 class PretrainRecipe:
     task: str = "vqa-pretrain"
     model: dict = field(default_factory=dict)
-    data: VQAData = field(default_factory=VQAData)
+    data: VQAData = field(default_factory=VQAData)  # source: easy-vqa | scenes | tuxpaint
+    vocab_from: str = ""  # easy-vqa | scenes: that source's training questions join the word vocabulary
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     train: TrainConfig = field(default_factory=lambda: _train_defaults(best_metric="val_loss", best_mode="min"))
 
 
 def _check(r) -> None:
-    if r.data.source not in SOURCES:
-        raise ConfigError(f"data.source='{r.data.source}' is not one of {list(SOURCES)}")
+    valid = PRETRAIN_SOURCES if r.task == "vqa-pretrain" else SOURCES
+    if r.data.source not in valid:
+        raise ConfigError(f"data.source='{r.data.source}' is not one of {list(valid)}")
+    if getattr(r, "vocab_from", "") not in ("", *SOURCES):
+        raise ConfigError(f"vocab_from='{r.vocab_from}' is not one of {['', *SOURCES]}")
     streams = r.model.get("streams", "two")
     if streams not in STREAMS:
         raise ConfigError(f"model.streams='{streams}' is not one of {list(STREAMS)}")
@@ -122,8 +129,11 @@ def _check(r) -> None:
 # --- data ------------------------------------------------------------------------------------
 
 
+KIND_TUXPAINT = "real (Tux Paint stamps: human-drawn pictures with human-written captions)"
+
+
 def data_kind(source: str) -> str:
-    return KIND_EASY_VQA if source == "easy-vqa" else KIND_SCENES
+    return {"easy-vqa": KIND_EASY_VQA, "scenes": KIND_SCENES, "tuxpaint": KIND_TUXPAINT}[source]
 
 
 def _scenes(d: VQAData, split: str) -> list:
@@ -156,9 +166,18 @@ def load_split(d: VQAData, split: str) -> VQASplit:
 
 def pretrain_pairs(d: VQAData, split: str) -> VQASplit:
     """Image-text pairs for masked multi-modal modelling: easy-VQA's questions (their answers are
-    not used), or each scene's caption and questions."""
+    not used), each scene's caption and questions, or the Tux Paint drawings' English captions."""
     if d.source == "easy-vqa":
         return load_split(d, split)
+    if d.source == "tuxpaint":
+        from genlab.data.captions import load_tuxpaint  # Tux Paint stamps, 64 x 64 RGB on white
+
+        items = load_tuxpaint(split, 64)
+        if not items:
+            raise DataError(f"Tux Paint has no '{split}' drawings here: reinstall tuxpaint-stamps-default")
+        n = len(items)
+        return VQASplit(np.stack([c.image for c in items]), [c.caption for c in items], [""] * n, ["caption"] * n,
+                        np.arange(n), f"tuxpaint/{split}", KIND_TUXPAINT)  # fmt: skip
     scenes = _scenes(d, split)
     s = scene_vqa(scenes, f"scenes/{split}")
     captions = [sc.caption for sc in scenes]
@@ -393,7 +412,8 @@ def _prepare_vqa(r: VQARecipe, s: runner.Session) -> runner.Setup:
 def _prepare_pretrain(r: PretrainRecipe, s: runner.Session) -> runner.Setup:
     rt, t, d, p = s.rt, r.train, r.data, r.pretrain
     train, val = pretrain_pairs(d, "train"), pretrain_pairs(d, "val")
-    vocab = QuestionVocab.build(train.questions, train.answers, train.types)
+    extra = load_split(dataclasses.replace(d, source=r.vocab_from), "train").questions if r.vocab_from else []
+    vocab = QuestionVocab.build(train.questions, train.answers, train.types, extra_text=extra)
     section = dict(r.model)
     block = int(section.pop("block_size", 0)) or max(len(vocab.encode(q)) for q in train.questions) + 4
     cfg = model_config(section, vocab, train, block, pretraining=True)
