@@ -68,7 +68,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q -e ".[dev]"
   touch "$stamp"
 fi
-# 3. Data genlab builds itself (pip download of the chatterbot-corpus wheel; nothing installed).
+# 3. Data genlab builds itself (pip download of the chatterbot-corpus and easy-vqa wheels; nothing installed).
 "$VENV/bin/python" -m genlab data prepare chatterbot >/dev/null 2>&1 \
   || echo "note: genlab data prepare chatterbot failed (offline?); the chatterbot source stays unavailable"
+# easy-VQA (generated shapes and questions for VQA): `pip download --no-deps easy-vqa==1.0`, unpacked
+# into the data folder by genlab; never pip-installed.
+"$VENV/bin/python" -m genlab data prepare easy-vqa >/dev/null 2>&1 \
+  || echo "note: genlab data prepare easy-vqa failed (offline?); the easy-vqa source stays unavailable"
 echo "genlab is set up in $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

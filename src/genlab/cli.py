@@ -384,7 +384,7 @@ def encode(
 
 @app.command("eval")
 def eval_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A VAE or encoder run directory ('minilm' for code search).")],
+    run_dir: Annotated[Path, typer.Argument(help="A VAE, encoder or VQA run directory ('minilm' for code search).")],
     k: Annotated[int, typer.Option(help="Importance samples of the IWAE NLL estimate.")] = 100,
     limit: Annotated[int, typer.Option(help="Only the first N test images or texts (0: all).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed of the latent samples.")] = 0,
@@ -427,6 +427,11 @@ def eval_cmd(
         from genlab.recipes.gato import evaluate_gato
 
         typer.echo(json.dumps(evaluate_gato(run_dir, checkpoint, [task] if task else None)))
+        return
+    if recipe_task in ("vqa", "vqa-pretrain"):  # test accuracy per question type (genlab.recipes.vqa)
+        from genlab.recipes.vqa import evaluate_vqa
+
+        typer.echo(json.dumps(evaluate_vqa(run_dir, checkpoint, "test", limit)))
         return
     if recipe_task in SEQ2SEQ_RUNS:
         if task is not None:
@@ -1051,6 +1056,30 @@ def gato_layout(
     from genlab.recipes.gato import layout_example
 
     typer.echo(layout_example(run_dir, env, steps))
+
+
+# --- visual question answering: genlab vqa ----------------------------------------------
+
+
+@app.command()
+def vqa(
+    run_dir: Annotated[Path, typer.Argument(help="A VQA run directory (genlab train vqa/easy-vqa).")],
+    image: Annotated[Path, typer.Option(help="The image file (PNG or JPEG, the run's size and channels).")],
+    question: Annotated[str, typer.Option(help="The question, e.g. 'what color is the shape?'.")],
+    checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
+) -> None:
+    """Answer a question about an image with a VQA run: the answer and its probability. A question
+    the run cannot read (every word outside its vocabulary) or of a kind its answers do not cover is
+    answered from the prior (the most frequent training answer of its type), with a one-line warning."""
+    from genlab.recipes.vqa import answer
+
+    reply = answer(run_dir, image, question, checkpoint)
+    if reply["warning"]:
+        typer.secho(f"warning: {reply['warning']}", err=True)
+    if reply["probability"] is None:
+        typer.echo(f"{reply['answer']} (prior)")
+    else:
+        typer.echo(f"{reply['answer']} (p={reply['probability']:.3f})")
 
 
 def main() -> None:

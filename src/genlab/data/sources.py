@@ -131,7 +131,16 @@ class Source:
 
     name: str
     kind: Literal[
-        "text", "images", "captions", "pairs", "dictionary", "conversations", "questions", "preferences", "series"
+        "text",
+        "images",
+        "captions",
+        "pairs",
+        "dictionary",
+        "conversations",
+        "questions",
+        "preferences",
+        "series",
+        "vqa",
     ]
     description: str
     install_hint: str
@@ -956,6 +965,33 @@ _CHAT_SOURCES = [
 
 
 # ------------------------------------------------------------------------------------------
+# easy-vqa: the easy-VQA wheel (generated shapes and questions), unpacked by genlab.data.easy_vqa.
+
+
+def _easy_vqa_dir() -> Path:
+    return data_dir() / "easy-vqa"
+
+
+def _easy_vqa_local() -> Path | None:
+    folder = _easy_vqa_dir()
+    return folder if (folder / "train" / "questions.json").is_file() and (folder / "test").is_dir() else None
+
+
+def _easy_vqa_download() -> Path:
+    from genlab.data.easy_vqa import (
+        EASY_VQA_REQUIREMENT,
+        EASY_VQA_WHEEL,
+        EASY_VQA_WHEEL_SHA256,
+        unpack_easy_vqa,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="genlab-easy-vqa-") as tmp:
+        wheel = _pip_download_sdist(Path(tmp), EASY_VQA_REQUIREMENT, EASY_VQA_WHEEL, EASY_VQA_WHEEL_SHA256, binary=True)
+        unpack_easy_vqa(wheel, _easy_vqa_dir())
+    return SOURCES["easy-vqa"].resolve()
+
+
+# ------------------------------------------------------------------------------------------
 # The registry.
 
 SOURCES: dict[str, Source] = {
@@ -1091,6 +1127,15 @@ SOURCES: dict[str, Source] = {
             install_hint="install with: sudo apt-get install dict-freedict-deu-eng (or: genlab data prepare deu-eng)",
             system=_dictd_system("deu-eng"),
             download=_dictd_download("deu-eng"),
+        ),
+        Source(
+            name="easy-vqa",
+            kind="vqa",
+            description="easy-VQA: 5,000 64x64 images of one shape, 48,248 templated questions, 13 answers "
+            "(PyPI easy-vqa 1.0, MIT, generated)",
+            install_hint="run: genlab data prepare easy-vqa (pip download --no-deps easy-vqa==1.0; never installed)",
+            local=_easy_vqa_local,
+            download=_easy_vqa_download,
         ),
         *_CHAT_SOURCES,
     ]

@@ -6,7 +6,7 @@ overrides, and hands the result to the entry point named by its ``task`` key (:d
 One module per task (``lm``, ``classify``, ``generative`` (vae, gan), ``encoder_pretrain``,
 ``encoder_classify``, ``encoder_distill``, ``encoder_retrieval``, ``seq2seq`` (with
 ``seq2seq-pretrain``), ``reader`` (``qa``, the extractive RAG reader), ``rl`` (``rl``: PPO / REINFORCE;
-``rl-bc``: behaviour cloning),
+``rl-bc``: behaviour cloning), ``vqa`` (``vqa``, ``vqa-pretrain``: ViLBERT-style VQA),
 ``chat``: the alignment stages ``chat-sft`` / ``-reward`` / ``-dpo`` /
 ``-grpo`` / ``-ppo``) plus the commands ``embed`` and ``convert``; what they share is
 :mod:`genlab.recipes.runner` (set-up, resume, results.json, teardown) and
@@ -60,6 +60,8 @@ TASKS = {
     "rl": ("rl", "train"),
     "rl-bc": ("rl", "train_bc"),
     "gato": ("gato", "train"),
+    "vqa": ("vqa", "train"),
+    "vqa-pretrain": ("vqa", "pretrain"),
     **{stage: ("chat", "train") for stage in ("chat-sft", "chat-reward", "chat-dpo", "chat-grpo", "chat-ppo")},
 }
 
