@@ -42,8 +42,10 @@ run on the N real tokens only, as rows (N, C) (:class:`Rows`), and only attentio
 the padded (B, H, S, D) layout, where the mask hides the padding anyway. The logits are the
 ones the padded reference computes (tested equal, forward and backward); a batch padded
 by a quarter in half its rows saves an eighth of the encoder's work. With shared
-embeddings, the source and target tokens are looked up in one call, so the backward builds
-one dense gradient of the token table instead of two.
+embeddings, the source and target tokens are looked up in one call; when the table is also the
+head, that lookup's gradient is sparse (the rows read), which autograd adds into the head's
+dense gradient in place: the table's ``.grad`` is dense as before, without two (V, C) buffers
+of zeros and their sums.
 
 Decoding runs :meth:`Seq2Seq.encode` once, then :meth:`Seq2Seq.decode` one token at a time
 over a KV cache whose ``cross`` entries keep each layer's keys/values of the memory,
@@ -57,6 +59,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from genlab.core.errors import ConfigError
 from genlab.core.registry import register
@@ -426,9 +429,10 @@ class Seq2Seq(nn.Module):
         rows = Rows.of(attention_mask) if self.config.pack_padding and attention_mask is not None else None
         src = input_ids if rows is None else rows.pack(input_ids)  # (B, S) or (N,)
         positions = torch.arange(S, device=input_ids.device) if rows is None else rows.positions  # (S,) or (N,)
-        if self.enc_emb is self.dec_emb:  # one lookup, so one dense gradient of the table
-            n = src.numel()
-            both = self.enc_emb(torch.cat([src.reshape(-1), decoder_input_ids.reshape(-1)]))  # (n + B T, C)
+        if self.enc_emb is self.dec_emb:  # one lookup for both stacks
+            n, table = src.numel(), self.enc_emb.weight
+            ids = torch.cat([src.reshape(-1), decoder_input_ids.reshape(-1)])  # (n + B T,)
+            both = F.embedding(ids, table, sparse=self._sparse_lookup())  # (n + B T, C)
             src_tokens = both[:n].view(*src.shape, -1)  # (B, S, C) or (N, C)
             tgt_tokens = both[n:].view(*decoder_input_ids.shape, -1)  # (B, T, C)
         else:
@@ -439,6 +443,20 @@ class Seq2Seq(nn.Module):
             hidden_states=hidden_states, tokens=tgt_tokens,
         )  # fmt: skip
         return out if isinstance(out, ModelOutput) else ModelOutput(out)
+
+    def _sparse_lookup(self) -> bool:
+        """Whether teacher forcing's lookup may give the token table a sparse gradient (the rows it
+        read). Only for a table tied to the head: the head's dense gradient of the same tensor arrives
+        in the same backward and autograd adds the rows into it in place, so the table's ``.grad`` is
+        dense as always, without the dense zeros-then-add that a dense lookup gradient costs (V C
+        floats, twice). Not for sharded parameters (FSDP's are DTensors)."""
+        table = self.enc_emb.weight
+        return (
+            self.head.weight is table
+            and table.requires_grad
+            and torch.is_grad_enabled()
+            and type(table.data) is torch.Tensor
+        )
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder inputs from targets (B, T): the start token, then labels[:, :-1], with
