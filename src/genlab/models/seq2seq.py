@@ -43,9 +43,9 @@ the padded (B, H, S, D) layout, where the mask hides the padding anyway. The log
 ones the padded reference computes (tested equal, forward and backward); a batch padded
 by a quarter in half its rows saves an eighth of the encoder's work. With shared
 embeddings, the source and target tokens are looked up in one call; when the table is also the
-head, that lookup's gradient is sparse (the rows read), which autograd adds into the head's
-dense gradient in place: the table's ``.grad`` is dense as before, without two (V, C) buffers
-of zeros and their sums.
+head, that lookup's gradient is sparse (the rows read), which autograd adds to the head's dense
+gradient of the same tensor: the table's ``.grad`` is dense as before, and the backward makes one
+(V, C) copy instead of a (V, C) buffer of zeros per lookup and their sums.
 
 Decoding runs :meth:`Seq2Seq.encode` once, then :meth:`Seq2Seq.decode` one token at a time
 over a KV cache whose ``cross`` entries keep each layer's keys/values of the memory,
@@ -447,9 +447,9 @@ class Seq2Seq(nn.Module):
     def _sparse_lookup(self) -> bool:
         """Whether teacher forcing's lookup may give the token table a sparse gradient (the rows it
         read). Only for a table tied to the head: the head's dense gradient of the same tensor arrives
-        in the same backward and autograd adds the rows into it in place, so the table's ``.grad`` is
-        dense as always, without the dense zeros-then-add that a dense lookup gradient costs (V C
-        floats, twice). Not for sharded parameters (FSDP's are DTensors)."""
+        in the same backward and autograd adds the rows to it (dense + sparse: one copy of V C floats),
+        so the table's ``.grad`` is dense as always, without the zeros-then-sum of V C floats that a
+        dense lookup gradient costs. Not for sharded parameters (FSDP's are DTensors)."""
         table = self.enc_emb.weight
         return (
             self.head.weight is table
