@@ -4,23 +4,33 @@ Prints one JSON object. A t5-small-shaped model (60.5M parameters, random weight
 a local config, nothing downloaded), the same weights in both libraries, fp32 on CPU, 2 threads:
 
 - training: tokens/s (source + target tokens) of forward + backward + AdamW step on the same
-  batch, genlab (SDPA with T5's bias folded into one additive mask, fused QKV) against
-  transformers (its default attention), each with the same fused AdamW; the first step's
-  losses must agree;
+  batch (half its rows padded by a quarter), genlab (the encoder on the real tokens only, SDPA
+  with T5's bias folded into one additive mask, fused QKV, one sparse-gradient lookup of the
+  tied table) against transformers (its default attention), each with the same fused AdamW;
+  the first step's losses must agree;
 - generation: beam search with 4 beams (transformers' default early_stopping=False) on a
   batch of sources of different lengths, generated tokens/s, against ``generate()``; the
   token ids must be identical.
 
-    python benchmarks/seq2seq.py [--batch 8] [--src 64] [--tgt 32] [--steps 3]
-                                 [--gen-batch 4] [--new-tokens 32] [--repeats 2]
+The machine may be shared: the two sides alternate step by step (hf then genlab, then genlab then
+hf, ...) for ``--rounds`` rounds, and the speedup is the median of the per-round ratios (each
+round's two timings saw nearly the same load); tokens/s are each side's median. ``--padded-reference``
+adds genlab with ``pack_padding=False`` (every source position through every layer) to the
+rounds, to show what skipping the padding is worth.
+
+    python benchmarks/seq2seq.py [--batch 8] [--src 64] [--tgt 32] [--rounds 7]
+                                 [--gen-batch 4] [--new-tokens 32] [--gen-rounds 3]
+                                 [--padded-reference]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
+import statistics
 import time
 
 import torch
@@ -41,17 +51,26 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def train_steps(steps: dict, n: int) -> tuple[dict, dict]:
-    """Seconds per step (best of ``n``, after one warm-up step) and the first loss of each
-    stepper; the steppers alternate, so that both see the same machine load."""
-    first = {k: step() for k, step in steps.items()}
-    best = dict.fromkeys(steps, float("inf"))
-    for _ in range(n):
-        for k, step in steps.items():
+def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds of each call, round by round; within a round the callers alternate, and the order
+    flips every round, so that both sides see the same machine load."""
+    times = {k: [] for k in fns}
+    for r in range(rounds):
+        for k in list(fns) if r % 2 == 0 else list(fns)[::-1]:
             t0 = time.perf_counter()
-            step()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best, first
+            fns[k]()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def ratios(times: dict[str, list[float]], ours: str = "genlab") -> dict:
+    """The median of the per-round ratios hf / ours, with their spread."""
+    r = sorted(h / o for h, o in zip(times["hf"], times[ours]))
+    return {"median": round(statistics.median(r), 3), "min": round(r[0], 3), "max": round(r[-1], 3)}
+
+
+def per_s(n: int, seconds: list[float]) -> float:
+    return round(n / statistics.median(seconds), 1)
 
 
 def main() -> None:
@@ -64,11 +83,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--src", type=int, default=64)
     ap.add_argument("--tgt", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved training rounds (one step per side each)")
     ap.add_argument("--gen-batch", type=int, default=4)
     ap.add_argument("--new-tokens", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--gen-rounds", type=int, default=3, help="interleaved beam-search rounds")
+    ap.add_argument("--padded-reference", action="store_true", help="also time genlab with pack_padding=False")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
     torch.manual_seed(0)
@@ -105,10 +126,32 @@ def main() -> None:
     hf_train.load_state_dict(hf.state_dict())
     genlab_step = stepper(ours_train, lambda: ours_train(src, mask, dec_in).logits)
     hf_step = stepper(hf_train, lambda: hf_train(input_ids=src, attention_mask=mask, decoder_input_ids=dec_in).logits)
-    times, losses = train_steps({"hf": hf_step, "genlab": genlab_step}, args.steps)
-    t_hf, t_ours, loss_hf, loss_ours = times["hf"], times["genlab"], losses["hf"], losses["genlab"]
-    assert abs(loss_hf - loss_ours) < 1e-4, (loss_hf, loss_ours)
+    steps = {"hf": hf_step, "genlab": genlab_step}
+    if args.padded_reference:
+        padded = seq2seq_from_hf_state(hf.state_dict(), dataclasses.replace(cfg, pack_padding=False))
+        steps["genlab_padded"] = stepper(padded, lambda: padded(src, mask, dec_in).logits)
+    losses = {k: step() for k, step in steps.items()}  # the first step warms up and checks
+    for loss in losses.values():
+        assert abs(loss - losses["hf"]) < 1e-4, losses
+    times = interleaved(steps, args.rounds)
     train_tokens = args.batch * (args.src + args.tgt)
+    train = {
+        "batch": args.batch,
+        "src_tokens": args.src,
+        "tgt_tokens": args.tgt,
+        "padding": round(1 - mask.float().mean().item(), 3),
+        "rounds": args.rounds,
+        "loss_first_step": {"genlab": round(losses["genlab"], 6), "transformers": round(losses["hf"], 6)},
+        "tokens_per_s": {
+            "genlab": per_s(train_tokens, times["genlab"]),
+            "transformers": per_s(train_tokens, times["hf"]),
+        },
+        "speedup": ratios(times),
+        "hf_attention": hf.config._attn_implementation,
+    }
+    if args.padded_reference:
+        train["tokens_per_s"]["genlab_padded"] = per_s(train_tokens, times["genlab_padded"])
+        train["speedup_padded"] = ratios(times, "genlab_padded")
 
     # --- beam-4 generation -------------------------------------------------------------------
     ours.eval(), hf.eval()
@@ -128,15 +171,10 @@ def main() -> None:
     def ours_gen():
         return beam_search(ours, sources, gcfg)
 
-    best = {"hf": float("inf"), "genlab": float("inf")}
-    out_hf = out_ours = None
-    for _ in range(args.repeats):  # alternate, so both see the same machine load
-        t0 = time.perf_counter()
-        out_hf = hf_gen()
-        best["hf"] = min(best["hf"], time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        out_ours = ours_gen()
-        best["genlab"] = min(best["genlab"], time.perf_counter() - t0)
+    out = {"hf": hf_gen(), "genlab": ours_gen()}  # warm-up; these outputs are checked below
+    gen_times = interleaved({"hf": lambda: out.update(hf=hf_gen()), "genlab": lambda: out.update(genlab=ours_gen())},
+                            args.gen_rounds)  # fmt: skip
+    out_hf, out_ours = out["hf"], out["genlab"]
     theirs = []
     for row in out_hf[:, 1:].tolist():
         theirs.append(row[: row.index(cfg.eos_id) + 1] if cfg.eos_id in row else row)
@@ -152,28 +190,19 @@ def main() -> None:
                 "cpu": cpu_name(),
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
-                "train": {
-                    "batch": args.batch,
-                    "src_tokens": args.src,
-                    "tgt_tokens": args.tgt,
-                    "loss_first_step": {"genlab": round(loss_ours, 6), "transformers": round(loss_hf, 6)},
-                    "tokens_per_s": {
-                        "genlab": round(train_tokens / t_ours, 1),
-                        "transformers": round(train_tokens / t_hf, 1),
-                    },
-                    "speedup": round(t_hf / t_ours, 3),
-                    "hf_attention": hf.config._attn_implementation,
-                },
+                "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                "train": train,
                 "beam4": {
                     "sources": lengths,
                     "new_tokens": args.new_tokens,
                     "generated_tokens": gen_tokens,
                     "identical_ids": True,
+                    "rounds": args.gen_rounds,
                     "tokens_per_s": {
-                        "genlab": round(gen_tokens / best["genlab"], 1),
-                        "transformers": round(gen_tokens / best["hf"], 1),
+                        "genlab": per_s(gen_tokens, gen_times["genlab"]),
+                        "transformers": per_s(gen_tokens, gen_times["hf"]),
                     },
-                    "speedup": round(best["hf"] / best["genlab"], 3),
+                    "speedup": ratios(gen_times),
                 },
             },
             indent=2,

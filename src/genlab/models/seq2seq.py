@@ -36,6 +36,17 @@ encoder, causal in the decoder) and all its layers add the same bias to their sc
 does. With it the bias, the padding mask and the causal mask are folded into one additive
 tensor per stack, once per forward, so every layer calls SDPA with one float mask.
 
+Teacher forcing (:meth:`Seq2Seq.forward`) with a padded source skips the padding
+(``pack_padding``, on by default): the encoder's embeddings, norms, projections and MLPs
+run on the N real tokens only, as rows (N, C) (:class:`Rows`), and only attention sees
+the padded (B, H, S, D) layout, where the mask hides the padding anyway. The logits are the
+ones the padded reference computes (tested equal, forward and backward); a batch padded
+by a quarter in half its rows saves an eighth of the encoder's work. With shared
+embeddings, the source and target tokens are looked up in one call; when the table is also the
+head, that lookup's gradient is sparse (the rows read), which autograd adds to the head's dense
+gradient of the same tensor: the table's ``.grad`` is dense as before, and the backward makes one
+(V, C) copy instead of a (V, C) buffer of zeros per lookup and their sums.
+
 Decoding runs :meth:`Seq2Seq.encode` once, then :meth:`Seq2Seq.decode` one token at a time
 over a KV cache whose ``cross`` entries keep each layer's keys/values of the memory,
 projected at the first step (see ``genlab.generation.decode``).
@@ -48,6 +59,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from genlab.core.errors import ConfigError
 from genlab.core.registry import register
@@ -96,6 +108,7 @@ class Seq2SeqConfig:
     scale_tied_head: bool = False  # T5 v1.0: decoder output times n_embd^-0.5 before the tied head
     final_logits_bias: bool = False  # a fixed (not trained) bias on the logits, as BART keeps one
     attention: str = "sdpa"
+    pack_padding: bool = True  # teacher forcing runs the encoder on the real tokens only (Rows)
     pad_id: int = 0
     eos_id: int = 1
     decoder_start_id: int = 0
@@ -125,6 +138,51 @@ class Seq2SeqConfig:
     @property
     def dim_head(self) -> int:
         return self.head_dim or self.n_embd // self.n_head
+
+
+@dataclass
+class Rows:
+    """The real tokens of a padded (B, S) batch: ``index`` (N,) of their places in the B S
+    flattened positions. ``pack`` keeps those rows, ``unpack`` puts them back (zeros at padding)."""
+
+    index: torch.Tensor  # (N,)
+    batch: int
+    time: int
+
+    @classmethod
+    def of(cls, attention_mask: torch.Tensor) -> Rows | None:
+        """Rows of the 1s of a (B, S) 1/0 mask; None when nothing is padding (nothing to skip)."""
+        B, S = attention_mask.shape
+        index = attention_mask.reshape(-1).nonzero().squeeze(1)  # (N,)
+        return None if index.numel() == B * S else cls(index, B, S)
+
+    @property
+    def positions(self) -> torch.Tensor:
+        return self.index % self.time  # (N,): each token's place in its row
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, S, ...) -> (N, ...)."""
+        return x.reshape(self.batch * self.time, *x.shape[2:]).index_select(0, self.index)
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, F) -> (B, S, F), zeros at the padding."""
+        full = x.new_zeros(self.batch * self.time, x.size(-1)).index_copy(0, self.index, x)  # (B S, F)
+        return full.view(self.batch, self.time, -1)
+
+
+def packed_self_attention(
+    attn: MultiHeadAttention, h: torch.Tensor, rows: Rows, mask: torch.Tensor | None, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``attn`` (bidirectional self-attention) on the real tokens h (N, C) -> (N, C): the fused QKV and
+    output projections on N rows, the attention itself on the padded (B, H, S, D) layout, with the
+    same strides as :class:`MultiHeadAttention` gives its backend."""
+    B, S, H, D = rows.batch, rows.time, attn.n_head, attn.head_dim
+    qkv = rows.unpack(attn.qkv(h)).view(B, S, 3, H, D)  # (B, S, 3, H, D): queries, keys, values
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, S, D) each
+    p = attn.dropout if attn.training else 0.0
+    y = attn.attend(q, k, v, mask=mask, is_causal=False, dropout_p=p, bias=bias, **attn.scale)  # (B, H, S, D)
+    y = rows.pack(y.transpose(1, 2).reshape(B, S, H * D))  # (N, H D)
+    return attn.resid_dropout(attn.proj(y))
 
 
 class Block(nn.Module):
@@ -160,8 +218,13 @@ class Block(nn.Module):
     def residual(self, x: torch.Tensor, norm: nn.Module, f) -> torch.Tensor:
         return x + f(norm(x)) if self.prenorm else norm(x + f(x))
 
-    def forward(self, x, mask=None, bias=None, cache=None, layer=0, memory=None, memory_mask=None):
-        x = self.residual(x, self.ln1, lambda h: self.attn(h, mask=mask, bias=bias, cache=cache, layer=layer))
+    def forward(self, x, mask=None, bias=None, cache=None, layer=0, memory=None, memory_mask=None, rows=None):
+        """x (B, T, C); or, with ``rows`` (encoder blocks), the real tokens only, (N, C)."""
+        if rows is None:
+            attend = lambda h: self.attn(h, mask=mask, bias=bias, cache=cache, layer=layer)
+        else:
+            attend = lambda h: packed_self_attention(self.attn, h, rows, mask, bias)
+        x = self.residual(x, self.ln1, attend)
         if self.cross is not None:
             x = self.residual(
                 x, self.ln_cross, lambda h: self.cross(h, mask=memory_mask, cache=cache, layer=layer, context=memory)
@@ -234,8 +297,8 @@ class Seq2Seq(nn.Module):
 
     # --- embeddings ---------------------------------------------------------------------
 
-    def _embed(self, ids: torch.Tensor, positions: torch.Tensor, table: nn.Embedding, pos, emb_norm) -> torch.Tensor:
-        x = table(ids)  # (B, T, C)
+    def _embed(self, x: torch.Tensor, positions: torch.Tensor, pos, emb_norm) -> torch.Tensor:
+        """Token vectors x (B, T, C) (or rows (N, C)) at ``positions`` (T,) (or (N,)) -> the stack's input."""
         if self.emb_scale != 1.0:
             x = x * self.emb_scale
         if self.config.pos == "learned":
@@ -256,22 +319,39 @@ class Seq2Seq(nn.Module):
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids (B, S), attention_mask (B, S) 1/0 (right padding) -> memory (B, S, C)."""
-        B, S = input_ids.shape
-        if S == 0:
+        self._check_source(input_ids)
+        positions = torch.arange(input_ids.size(1), device=input_ids.device)  # (S,)
+        return self._encoder(self.enc_emb(input_ids), positions, attention_mask)
+
+    def _check_source(self, input_ids: torch.Tensor) -> None:
+        if input_ids.size(1) == 0:
             raise ConfigError("the encoder input is empty: give at least one token")
-        self._check_length(S, "an encoder input")
-        positions = torch.arange(S, device=input_ids.device)  # (S,)
-        x = self._embed(input_ids, positions, self.enc_emb, self.enc_pos, self.enc_emb_norm)
+        self._check_length(input_ids.size(1), "an encoder input")
+
+    def _encoder(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        rows: Rows | None = None,
+    ) -> torch.Tensor:
+        """Token vectors (B, S, C) at positions (S,) -> memory (B, S, C). With ``rows`` the
+        vectors and positions are the real tokens' only, (N, C) and (N,); the layers run on those
+        rows and the memory comes back padded with zeros (which the decoder's mask hides)."""
+        S = rows.time if rows is not None else tokens.size(1)
+        x = self._embed(tokens, positions, self.enc_pos, self.enc_emb_norm)
         mask = padding_mask(attention_mask) if attention_mask is not None else None  # (B, 1, 1, S)
         bias = None
         if self.enc_rel is not None:
-            bias = self.enc_rel(positions, positions).to(x.dtype)  # (1, H, S, S)
+            at = torch.arange(S, device=tokens.device)  # (S,)
+            bias = self.enc_rel(at, at).to(x.dtype)  # (1, H, S, S)
             if mask is not None:
                 bias = bias.masked_fill(~mask, float("-inf"))  # (B, H, S, S)
             mask = None
         for block in self.encoder:
-            x = block(x, mask=mask, bias=bias)
-        return self.enc_norm(x) if self.enc_norm is not None else x
+            x = block(x, mask=mask, bias=bias, rows=rows)
+        x = self.enc_norm(x) if self.enc_norm is not None else x
+        return x if rows is None else rows.unpack(x)  # (B, S, C)
 
     # --- decoder ------------------------------------------------------------------------
 
@@ -285,20 +365,23 @@ class Seq2Seq(nn.Module):
         attention_mask: torch.Tensor | None = None,
         last_only: bool = False,
         hidden_states: bool = False,
+        tokens: torch.Tensor | None = None,
     ) -> torch.Tensor | ModelOutput:
         """ids (B, T) decoder tokens over ``memory`` (B, S, C) with its 1/0 ``memory_mask`` (B, S)
         -> logits (B, T, V) ((B, 1, V) with ``last_only``).
 
         With a ``cache`` the T tokens follow those cached; the memory's keys/values are
         projected on the first call and read from ``cache.cross`` afterwards (``memory`` may
-        then be None). ``attention_mask`` (B, cached + T) hides decoder padding.
+        then be None). ``attention_mask`` (B, cached + T) hides decoder padding. ``tokens``
+        (B, T, C): the ids' rows of the token table, when the caller has looked them up already.
         """
         B, T = ids.shape
         start = cache.length if cache is not None else 0
         self._check_length(start + T, "a decoder sequence")
         if positions is None:
             positions = torch.arange(start, start + T, device=ids.device)  # (T,)
-        x = self._embed(ids, positions, self.dec_emb, self.dec_pos, self.dec_emb_norm)
+        tokens = self.dec_emb(ids) if tokens is None else tokens  # (B, T, C)
+        x = self._embed(tokens, positions, self.dec_pos, self.dec_emb_norm)
         mask = padding_mask(attention_mask, T) if attention_mask is not None else None  # (B, 1, T, S)
         bias = None
         if self.dec_rel is not None:
@@ -341,12 +424,39 @@ class Seq2Seq(nn.Module):
         see :meth:`shift_right`) -> ModelOutput with logits (B, T, V)."""
         if decoder_input_ids is None:
             raise ConfigError("an encoder-decoder model needs decoder_input_ids: the targets shifted right")
-        memory = self.encode(input_ids, attention_mask)
+        self._check_source(input_ids)
+        B, S = input_ids.shape
+        rows = Rows.of(attention_mask) if self.config.pack_padding and attention_mask is not None else None
+        src = input_ids if rows is None else rows.pack(input_ids)  # (B, S) or (N,)
+        positions = torch.arange(S, device=input_ids.device) if rows is None else rows.positions  # (S,) or (N,)
+        if self.enc_emb is self.dec_emb:  # one lookup for both stacks
+            n, table = src.numel(), self.enc_emb.weight
+            ids = torch.cat([src.reshape(-1), decoder_input_ids.reshape(-1)])  # (n + B T,)
+            both = F.embedding(ids, table, sparse=self._sparse_lookup())  # (n + B T, C)
+            src_tokens = both[:n].view(*src.shape, -1)  # (B, S, C) or (N, C)
+            tgt_tokens = both[n:].view(*decoder_input_ids.shape, -1)  # (B, T, C)
+        else:
+            src_tokens, tgt_tokens = self.enc_emb(src), None
+        memory = self._encoder(src_tokens, positions, attention_mask, rows)  # (B, S, C)
         out = self.decode(
             decoder_input_ids, memory, attention_mask, cache, attention_mask=decoder_attention_mask,
-            hidden_states=hidden_states,
+            hidden_states=hidden_states, tokens=tgt_tokens,
         )  # fmt: skip
         return out if isinstance(out, ModelOutput) else ModelOutput(out)
+
+    def _sparse_lookup(self) -> bool:
+        """Whether teacher forcing's lookup may give the token table a sparse gradient (the rows it
+        read). Only for a table tied to the head: the head's dense gradient of the same tensor arrives
+        in the same backward and autograd adds the rows to it (dense + sparse: one copy of V C floats),
+        so the table's ``.grad`` is dense as always, without the zeros-then-sum of V C floats that a
+        dense lookup gradient costs. Not for sharded parameters (FSDP's are DTensors)."""
+        table = self.enc_emb.weight
+        return (
+            self.head.weight is table
+            and table.requires_grad
+            and torch.is_grad_enabled()
+            and type(table.data) is torch.Tensor
+        )
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder inputs from targets (B, T): the start token, then labels[:, :-1], with
