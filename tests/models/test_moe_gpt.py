@@ -62,9 +62,9 @@ def test_bad_moe_overrides_are_one_line_errors(items, words):
 
 def test_moe_on_a_family_without_it_is_a_clear_error():
     with pytest.raises(ConfigError) as e:
-        model_config({"preset": "bert-micro", **overrides("model.moe.num_experts=8")})
+        model_config({"preset": "vit-fashion", **overrides("model.moe.num_experts=8")})
     msg = str(e.value)
-    assert "unknown key 'model.moe'" in msg and "\n" not in msg
+    assert "the vit family has no mixture-of-experts option" in msg and "bert, gpt" in msg and "\n" not in msg
 
 
 def test_forward_returns_the_summed_aux_loss_and_the_objective_passes_it_on():

@@ -42,6 +42,15 @@ efficient attention (``layers/efficient``; Longformer's global tokens come in th
 weights). ELECTRA's generator and discriminator are two Bert models
 that share their embedding modules: :func:`electra_pair`.
 
+``moe`` (a :class:`~genlab.layers.moe.MoEConfig`, the options GPT has; off by default) makes
+every ``moe.every``-th layer's FFN a mixture of experts of the layer's own kind (activation,
+biases): ``model.moe.num_experts=4 model.moe.top_k=2``. The layers' balancing losses, summed
+over every layer application (ALBERT's shared layer counts n_layer times), come back as
+``BertOutput.aux_loss``, which the pretraining objective passes on to the training engine as
+the metric ``aux_loss``, as GPT's ``ModelOutput.aux_loss`` is. A dense BERT's parameters and
+state-dict keys are unchanged; an MoE layer holds ``mlp.router.weight`` (E, C),
+``mlp.experts.fc.weight`` (E, C, H), ``mlp.experts.fc.bias`` (E, H), ``mlp.experts.proj.*``.
+
 Span boundary objective (Joshi et al. 2019, SpanBERT, arXiv:1907.10529). For a masked span
 x_s .. x_e and each position i in it, with P a learned table of relative positions i - s::
 
@@ -74,6 +83,7 @@ from genlab.layers.efficient import (
 )
 from genlab.layers.linear import Linear
 from genlab.layers.mlp import ACTIVATIONS, make_mlp
+from genlab.layers.moe import ExpertLinear, MoE, MoEConfig, Router
 
 #: The task heads a Bert can carry; see the module docstring.
 HEADS = ["mlm", "nsp", "sequence", "token", "qa", "sop", "rtd", "sbo"]
@@ -124,8 +134,11 @@ class BertConfig:
     mlm_act: str = ""  # activation of the masked-LM transform; "" means mlp's
     positions_from_mask: bool = False  # position = offset + real tokens before t (RoBERTa); no mask: offset + t
     sbo_max_span: int = 10  # rows of the span boundary head's relative-position table (longest span)
+    moe: MoEConfig = field(default_factory=MoEConfig)  # mixture of experts; num_experts=0: none
 
     def __post_init__(self):
+        if isinstance(self.moe, dict):
+            self.moe = MoEConfig(**self.moe)
         if self.mlp not in ACTIVATIONS:
             raise ValueError(f"mlp='{self.mlp}' is not one of {sorted(ACTIVATIONS)}")
         if self.mlm_act and self.mlm_act not in ACTIVATIONS:
@@ -193,12 +206,14 @@ class BertOutput:
     sop_logits: torch.Tensor | None = None  # (B, 2), index 0 = "in order" (ALBERT)
     rtd_logits: torch.Tensor | None = None  # (B, T), > 0 = "replaced" (ELECTRA discriminator)
     sbo_logits: torch.Tensor | None = None  # (N, V) at the N masked positions, given span_boundaries
+    aux_loss: torch.Tensor | None = None  # MoE balancing losses, summed and weighted; None for a dense model
 
 
 class Block(nn.Module):
-    """One post-norm encoder layer: x = LN(x + Attn(x)), then x = LN(x + MLP(x))."""
+    """One post-norm encoder layer: x = LN(x + Attn(x)), then x = LN(x + MLP(x)); the MLP is a
+    mixture of experts in the layers ``cfg.moe`` picks."""
 
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, layer: int = 0):
         super().__init__()
         if cfg.attention in EFFICIENT_ATTENTION:
             self.attn = efficient_attention(
@@ -215,7 +230,10 @@ class Block(nn.Module):
                 causal=False,
             )
         self.ln1 = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
-        self.mlp = make_mlp(cfg.mlp, cfg.n_embd, cfg.hidden, bias=True, dropout=cfg.dropout)
+        if cfg.moe.is_moe_layer(layer):
+            self.mlp = MoE(cfg.n_embd, cfg.hidden, cfg.moe, cfg.mlp, bias=True, dropout=cfg.dropout)
+        else:
+            self.mlp = make_mlp(cfg.mlp, cfg.n_embd, cfg.hidden, bias=True, dropout=cfg.dropout)
         self.ln2 = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
 
     def forward(
@@ -324,7 +342,7 @@ class Bert(nn.Module):
         self.emb_norm = nn.LayerNorm(E, eps=cfg.norm_eps)
         self.emb_proj = Linear(E, C) if E != C else None  # ALBERT: E -> C
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(1 if cfg.share_layers else cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(1 if cfg.share_layers else cfg.n_layer))
         if cfg.attention == "linformer" and cfg.linformer_share == "layer":
             tie_linformer_projections([b.attn for b in self.blocks])
         self.pooler = Linear(C, C) if cfg.pooler else None
@@ -344,6 +362,11 @@ class Bert(nn.Module):
         if self.mlm is not None and cfg.tie_embeddings:
             self.mlm.decoder.weight = self.tok_emb.weight
 
+    @property
+    def moe_layers(self) -> list[MoE]:
+        """The blocks' mixture-of-experts FFNs (empty for a dense model)."""
+        return [b.mlp for b in self.blocks if isinstance(b.mlp, MoE)]
+
     def shard_units(self) -> list[nn.Module]:
         """What FSDP shards one group at a time (training/parallel.py): each block, unless blocks share
         weights (ALBERT's one block, Linformer projections tied across layers): then none, and the
@@ -353,11 +376,12 @@ class Bert(nn.Module):
         return [] if shared else list(self.blocks)
 
     def reset_parameters(self) -> None:
-        """BERT initialisation: weights N(0, init_std), biases 0, LayerNorm 1 and 0, padding row 0."""
+        """BERT initialisation: weights N(0, init_std), biases 0, LayerNorm 1 and 0, padding row 0
+        (MoE routers and stacked expert weights alike)."""
         for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
+            if isinstance(module, (nn.Linear, nn.Embedding, ExpertLinear, Router)):
                 nn.init.normal_(module.weight, 0.0, self.config.init_std)
-            if isinstance(module, nn.Linear) and module.bias is not None:
+            if isinstance(module, (nn.Linear, ExpertLinear)) and module.bias is not None:
                 nn.init.zeros_(module.bias)
             if isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
@@ -376,6 +400,10 @@ class Bert(nn.Module):
         """input_ids (B, T), attention_mask (B, T) 1 = token / 0 = padding, token_type_ids (B, T)
         -> last hidden states (B, T, C). Hidden states at padding positions are not meaningful.
         ``global_attention_mask`` (B, T) 1 = global token (attention=longformer only)."""
+        return self._encode(input_ids, attention_mask, token_type_ids, global_attention_mask)[0]
+
+    def _encode(self, input_ids, attention_mask=None, token_type_ids=None, global_attention_mask=None):
+        """:meth:`encode` -> (hidden (B, T, C), the summed MoE aux loss or None for a dense model)."""
         cfg = self.config
         if global_attention_mask is not None and cfg.attention != "longformer":
             raise ValueError(f"global_attention_mask needs attention=longformer, not {cfg.attention}")
@@ -398,9 +426,13 @@ class Bert(nn.Module):
         if attention_mask is not None and not bool(attention_mask.bool().all()):
             mask = padding_mask(attention_mask)  # (B, 1, 1, T): every query sees the real keys
         glob = None if global_attention_mask is None else global_attention_mask.bool()
+        aux = None
         for i in range(cfg.n_layer):
-            x = self.blocks[0 if cfg.share_layers else i](x, mask=mask, global_mask=glob)
-        return x
+            block = self.blocks[0 if cfg.share_layers else i]
+            x = block(x, mask=mask, global_mask=glob)
+            if isinstance(block.mlp, MoE):  # each application's balancing loss (a shared layer: every one)
+                aux = block.mlp.aux_loss if aux is None else aux + block.mlp.aux_loss
+        return x, aux
 
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
         """The pooler: tanh(W_p h[CLS] + b_p), (B, T, C) -> (B, C)."""
@@ -421,13 +453,13 @@ class Bert(nn.Module):
         """Encode and run ``heads`` (default: all of the config's heads; ``()`` for none).
 
         The ``sbo`` head runs only when ``span_boundaries`` (B, T, 3) is given: see
-        :meth:`span_boundary_logits`."""
+        :meth:`span_boundary_logits`. With MoE layers ``aux_loss`` holds their summed balancing loss."""
         heads = self.config.heads if heads is None else list(heads)
         missing = [h for h in heads if h not in self.config.heads]
         if missing:
             raise ValueError(f"head '{missing[0]}' is not part of this model (config.heads={self.config.heads})")
-        h = self.encode(input_ids, attention_mask, token_type_ids, global_attention_mask)
-        out = BertOutput(hidden=h, pooled=self.pool(h) if self.pooler is not None else None)
+        h, aux = self._encode(input_ids, attention_mask, token_type_ids, global_attention_mask)
+        out = BertOutput(hidden=h, pooled=self.pool(h) if self.pooler is not None else None, aux_loss=aux)
         if "mlm" in heads:
             out.mlm_logits = self.mlm(h)
         if "nsp" in heads:
@@ -735,3 +767,20 @@ def albert_mini() -> BertConfig:
         vocab_size=8192, block_size=128, n_layer=4, n_head=4, n_embd=256, embedding_size=128,
         share_layers=True, mlp="gelu_tanh", dropout=0.0, attention_dropout=0.0, heads=["mlm", "sop"],
     )  # fmt: skip
+
+
+# Mixture-of-experts encoders (``moe``, layers/moe.py): every FFN a mixture of experts.
+
+
+@register("bert-moe-micro")
+def bert_moe_micro() -> BertConfig:
+    """``bert-micro`` with MoE FFNs, for tests: 4 GELU experts of width 64, top-2 (2 x 64 = bert-micro's 128);
+    51,138 parameters with the MLM and NSP heads, 34,370 active per token."""
+    return dataclasses.replace(bert_micro(), moe=MoEConfig(num_experts=4, top_k=2, expert_hidden=64))
+
+
+@register("bert-moe-mini")
+def bert_moe_mini() -> BertConfig:
+    """``bert-mini`` with MoE FFNs of the same active width: 8 GELU experts of 512, top-2 (2 x 512 =
+    bert-mini's 1024), Switch balancing; 11,749,376 in all with the MLM head, 5,439,488 active per token."""
+    return dataclasses.replace(bert_mini(), moe=MoEConfig(num_experts=8, top_k=2, expert_hidden=512))

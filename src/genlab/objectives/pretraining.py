@@ -23,6 +23,10 @@ log-odds of a replacement (``PretrainLoss.prior_init``, :func:`init_detection`):
 the discriminator collapses to its base rate (:mod:`genlab.objectives.electra`).
 :func:`pretrain_scored_loss` also returns its logits and targets, for a validation's AUROC.
 
+A mixture-of-experts encoder or generator (``model.moe.*``) reports its balancing loss as the
+output's ``aux_loss``; each loss sums those of the models it ran into the metric ``aux_loss``,
+which the training engine adds to what it backpropagates (the returned loss stays the task's).
+
 Axes: B batch, T time (tokens), C width, V vocabulary, N masked positions.
 """
 
@@ -70,11 +74,26 @@ def _plain(model: nn.Module) -> nn.Module:
             return model
 
 
-def mlm_logits(model: nn.Module, inputs: torch.Tensor, batch: dict, selected: torch.Tensor) -> torch.Tensor:
+def mlm_logits(
+    model: nn.Module, inputs: torch.Tensor, batch: dict, selected: torch.Tensor, aux: list | None = None
+) -> torch.Tensor:
     """Masked-LM logits (N, V) at the N selected positions only: the body through ``model`` (the
-    module the loss receives), the head on the selected states."""
-    h = model(inputs, batch["attention_mask"], batch["token_type_ids"], heads=()).hidden  # (B, T, C)
-    return _plain(model).mlm(h[selected])  # (N, V)
+    module the loss receives), the head on the selected states. A mixture-of-experts body's
+    balancing loss (the output's ``aux_loss``) is appended to ``aux`` when given."""
+    out = model(inputs, batch["attention_mask"], batch["token_type_ids"], heads=())
+    _collect(out, aux)
+    return _plain(model).mlm(out.hidden[selected])  # (N, V)
+
+
+def _collect(out, aux: list | None) -> None:
+    if aux is not None and getattr(out, "aux_loss", None) is not None:
+        aux.append(out.aux_loss)
+
+
+def _with_aux(metrics: dict, aux: list) -> dict:
+    """The metrics plus ``aux_loss`` (the sum of the models' balancing losses), which the training
+    engine adds to the loss it backpropagates; the metrics alone for dense models."""
+    return {**metrics, "aux_loss": sum(aux[1:], aux[0])} if aux else metrics
 
 
 def pretrain_loss(
@@ -106,10 +125,10 @@ def pretrain_scored_loss(
         )  # fmt: skip
         return inputs, labels, labels != IGNORE_INDEX  # (B, T), (B, T), (B, T) bool
 
-    def corrupt(gen: nn.Module, inputs, labels, selected, batch):
+    def corrupt(gen: nn.Module, inputs, labels, selected, batch, aux: list):
         """The generator's MLM logits (N, V) and the discriminator's input: masked positions replaced
         by samples, with targets (B, T) = 1 where the token differs from the original."""
-        gen_logits = mlm_logits(gen, inputs, batch, selected)
+        gen_logits = mlm_logits(gen, inputs, batch, selected, aux)
         ids = batch["input_ids"]
         sampled, _ = replaced_token_detection(
             gen_logits, inputs[selected], labels[selected], ids[selected], temperature=lc.temperature
@@ -118,8 +137,10 @@ def pretrain_scored_loss(
         corrupted[selected] = sampled
         return gen_logits, corrupted, (corrupted != ids).float()
 
-    def rtd(model: nn.Module, corrupted, batch) -> torch.Tensor:
-        return model(corrupted, batch["attention_mask"], batch["token_type_ids"], heads=["rtd"]).rtd_logits  # (B, T)
+    def rtd(model: nn.Module, corrupted, batch, aux: list) -> torch.Tensor:
+        out = model(corrupted, batch["attention_mask"], batch["token_type_ids"], heads=["rtd"])
+        _collect(out, aux)
+        return out.rtd_logits  # (B, T)
 
     def scored_positions(batch) -> torch.Tensor:
         """(B, T) bool: the real tokens that are not special ([CLS], [SEP]): the positions that can
@@ -134,22 +155,27 @@ def pretrain_scored_loss(
 
     def mlm(models, batch):
         inputs, labels, sel = mask(batch)
-        return (*masked_lm_loss(mlm_logits(models["model"], inputs, batch, sel), labels[sel]), None)
+        aux: list = []
+        loss, metrics = masked_lm_loss(mlm_logits(models["model"], inputs, batch, sel, aux), labels[sel])
+        return loss, _with_aux(metrics, aux), None
 
     def electra(models, batch):
         inputs, labels, sel = mask(batch)
-        gen_logits, corrupted, targets = corrupt(models["generator"], inputs, labels, sel, batch)
-        disc = rtd(models["model"], corrupted, batch)
-        return detect(gen_logits, labels[sel], disc, targets, batch)
+        aux: list = []
+        gen_logits, corrupted, targets = corrupt(models["generator"], inputs, labels, sel, batch, aux)
+        disc = rtd(models["model"], corrupted, batch, aux)
+        loss, metrics, detection = detect(gen_logits, labels[sel], disc, targets, batch)
+        return loss, _with_aux(metrics, aux), detection
 
     def codebert(models, batch):
         enc = models["model"]
         inputs, labels, sel = mask(batch)
-        enc_mlm, metrics = masked_lm_loss(mlm_logits(enc, inputs, batch, sel), labels[sel])
-        gen_logits, corrupted, targets = corrupt(models["generator"], inputs, labels, sel, batch)
-        disc = rtd(enc, corrupted, batch)
+        aux: list = []
+        enc_mlm, metrics = masked_lm_loss(mlm_logits(enc, inputs, batch, sel, aux), labels[sel])
+        gen_logits, corrupted, targets = corrupt(models["generator"], inputs, labels, sel, batch, aux)
+        disc = rtd(enc, corrupted, batch, aux)
         rest, more, detection = detect(gen_logits, labels[sel], disc, targets, batch)
-        return enc_mlm + rest, {**metrics, **more}, detection
+        return enc_mlm + rest, _with_aux({**metrics, **more}, aux), detection
 
     losses = {"mlm": mlm, "electra": electra, "codebert": codebert}
     if objective not in losses:

@@ -214,7 +214,7 @@ def _prepare(r: PretrainRecipe, s: runner.Session) -> runner.Setup:
         rows = [p.scored_loss(ms, batch) for batch in val]  # masks from the trainer's fixed evaluation seed
         out = {"val_loss": sum(float(loss) for loss, _, _ in rows) / len(rows)}
         for key in rows[0][1]:
-            out[f"val_{key}"] = sum(m[key] for _, m, _ in rows) / len(rows)
+            out[f"val_{key}"] = sum(float(m[key]) for _, m, _ in rows) / len(rows)
         if rows[0][2] is not None:
             out.update(detection_metrics(*(torch.cat(part) for part in zip(*(d for _, _, d in rows)))), **bound)
         return out

@@ -31,6 +31,7 @@ One fallback rule: ``best`` falls back to ``last`` only while the run has no bes
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,7 +41,7 @@ import torch.nn as nn
 from genlab.core.config import from_dict, load_yaml, merge, to_dict
 from genlab.core.errors import CheckpointError, ConfigError, RunDirError, TokenizerError
 from genlab.core.registry import preset
-from genlab.models import build_model, config_class, family_of
+from genlab.models import FAMILIES, build_model, config_class, family_of
 from genlab.models.bert import electra_pair
 from genlab.models.gan import GAN, gan_parts
 from genlab.models.heads import HeadConfig, ScoreModel
@@ -89,7 +90,17 @@ def model_config(section: dict, vocab_size: int | None = None):
         raise ConfigError("the model section needs 'preset' (genlab list shows them) or 'family'")
     if vocab_size is not None:
         data["vocab_size"] = vocab_size
+    if "moe" in data and not _has_field(cls, "moe"):
+        having = sorted(f for f, (c, _) in FAMILIES.items() if _has_field(c, "moe"))
+        raise ConfigError(
+            f"model.moe: the {family or family_of(base)} family has no mixture-of-experts option; "
+            f"the families that have one: {', '.join(having)}"
+        )
     return from_dict(cls, data, "model")
+
+
+def _has_field(cls: type, name: str) -> bool:
+    return any(f.name == name for f in dataclasses.fields(cls))
 
 
 def checkpoint_path(run_dir: str | os.PathLike, which: str = "best") -> Path:
