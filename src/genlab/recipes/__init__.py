@@ -6,7 +6,7 @@ overrides, and hands the result to the entry point named by its ``task`` key (:d
 One module per task (``lm``, ``classify``, ``generative`` (vae, gan), ``encoder_pretrain``,
 ``encoder_classify``, ``encoder_distill``, ``encoder_retrieval``, ``seq2seq`` (with
 ``seq2seq-pretrain``), ``reader`` (``qa``, the extractive RAG reader), ``rl`` (``rl``: PPO / REINFORCE;
-``rl-bc``: behaviour cloning),
+``rl-bc``: behaviour cloning), ``caption`` (Show & Tell),
 ``chat``: the alignment stages ``chat-sft`` / ``-reward`` / ``-dpo`` /
 ``-grpo`` / ``-ppo``) plus the commands ``embed`` and ``convert``; what they share is
 :mod:`genlab.recipes.runner` (set-up, resume, results.json, teardown) and
@@ -59,6 +59,7 @@ TASKS = {
     "qa": ("reader", "train_reader"),
     "rl": ("rl", "train"),
     "rl-bc": ("rl", "train_bc"),
+    "caption": ("caption", "train"),
     **{stage: ("chat", "train") for stage in ("chat-sft", "chat-reward", "chat-dpo", "chat-grpo", "chat-ppo")},
 }
 
