@@ -9,8 +9,9 @@ Data (``data.source``):
 - ``scenes``: Fashion-MNIST scenes (generated: real Fashion-MNIST items on a canvas, templated
   captions of what and where; :func:`genlab.data.scenes.make_scenes`).
 
-One WordPiece tokenizer ([CLS] starts a caption, [SEP] ends it) is trained on the training
-captions and saved with the run. The model (:mod:`genlab.models.showtell`) reads the image and is
+One word-level tokenizer (:func:`word_tokenizer`: BERT's normaliser, [CLS] starts a caption,
+[SEP] ends it) is built from the training captions and saved with the run.
+The model (:mod:`genlab.models.showtell`) reads the image and is
 teacher-forced on the caption: loss = token-mean cross-entropy (+ ``attention_reg`` x the doubly
 stochastic attention penalty for the attend decoder). Training images may be shifted by up to
 ``data.shift`` pixels and flipped left-right (``data.flip``; never for the scenes, whose captions
@@ -67,7 +68,7 @@ class CaptionData:
     scenes_test: int = 500
     scenes_seed: int = 0
     limit: int = 0  # at most this many training images (0: all); also caps val and test (tests, demos)
-    vocab_size: int = 3000  # WordPiece vocabulary (captions are short: mostly whole words)
+    vocab_size: int = 3000  # at most this many ids: the special tokens and the most frequent training words
     min_frequency: int = 1
     max_tokens: int = 24  # [CLS] + caption + [SEP]; longer training captions are cut (references never)
     shift: int = 0  # training augmentation: random translation by up to this many pixels
@@ -141,6 +142,30 @@ def load_split(d: CaptionData, split: str) -> CaptionSplit:
         raise DataError(f"the {d.source} {split} split is empty: lower data.limit's cut or add data")
     images = torch.from_numpy(np.ascontiguousarray(arr)).float() / 255.0  # (N, C, S, S)
     return CaptionSplit(images, list(caps), [[c] for c in caps])
+
+
+def word_tokenizer(texts: list[str], vocab_size: int, min_frequency: int = 1) -> WordPieceTokenizer:
+    """A word-level WordPiece tokenizer (BERT's normaliser and pre-tokenizer, its special tokens at
+    ids 0-4): the words of ``texts`` seen at least ``min_frequency`` times, most frequent first (ties
+    alphabetical), up to ``vocab_size`` ids; any other word is [UNK]. Deterministic, unlike the
+    WordPiece trainer, whose ties fall differently from run to run (and with them the vocabulary)."""
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    from genlab.tokenizers.wordpiece import CLS_TOKEN, SEP_TOKEN, SPECIAL_TOKENS, UNK_TOKEN
+
+    norm, split = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    counts = Counter(w for t in texts for w, _ in split.pre_tokenize_str(norm.normalize_str(t)))
+    words = sorted((w for w, n in counts.items() if n >= min_frequency and w not in SPECIAL_TOKENS),
+                   key=lambda w: (-counts[w], w))[: max(0, vocab_size - len(SPECIAL_TOKENS))]  # fmt: skip
+    vocab = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *words])}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token=UNK_TOKEN))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = norm, split, decoders.WordPiece(prefix="##")
+    tok.add_special_tokens(list(SPECIAL_TOKENS))  # already ids 0-4: marks them special (skipped when decoding)
+    ends = [(t, vocab[t]) for t in (CLS_TOKEN, SEP_TOKEN)]
+    tok.post_processor = processors.TemplateProcessing(single=f"{CLS_TOKEN}:0 $A:0 {SEP_TOKEN}:0", special_tokens=ends)
+    return WordPieceTokenizer(tok)
 
 
 def encode_captions(tok: WordPieceTokenizer, captions: list[str], max_tokens: int) -> list[list[int]]:
@@ -257,7 +282,7 @@ def _prepare(r: CaptionRecipe, s: runner.Session) -> runner.Setup:
         tok = load_tokenizer(s.run_dir)
         cfg = model_config(read_run_config(s.run_dir)["model"])
     else:
-        tok = WordPieceTokenizer.train(train.captions, vocab_size=d.vocab_size, min_frequency=d.min_frequency)
+        tok = word_tokenizer(train.captions, d.vocab_size, d.min_frequency)
         cfg = model_config(r.model, vocab_size=tok.vocab_size)
         cfg = dataclasses.replace(cfg, block_size=d.max_tokens, pad_id=tok.pad_id, decoder_start_id=tok.cls_id,
                                   eos_id=tok.sep_id)  # fmt: skip
@@ -389,4 +414,5 @@ __all__ = [
     "read_image",
     "score_split",
     "train",
+    "word_tokenizer",
 ]
