@@ -11,17 +11,19 @@ encoder's pooled features. BLEU-4 (sacrebleu, corpus, all references) and CIDEr-
 on the test split; validation figures (greedy) beside them. Tuning was done on validation only.
 
     python benchmarks/caption.py [--variants tuxpaint:showtell scenes:showtell scenes:attend]
-                                 [--steps tuxpaint=300 scenes=300] [--json-out caption.json]
+                                 [--steps tuxpaint=300 scenes=200] [--jobs 2] [--json-out caption.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -42,9 +44,10 @@ def cpu_model() -> str:
     return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
-def one(source: str, decoder: str, steps: int, work: Path) -> dict:
-    over = {"model": {"preset": PRESETS[(source, decoder)]},
-            "train": {"max_steps": steps, "progress": False, "tensorboard": False}}  # fmt: skip
+def one(source: str, decoder: str, steps: int, work: Path, over: dict | None = None) -> dict:
+    torch.set_num_threads(1)
+    over = merge({"model": {"preset": PRESETS[(source, decoder)]},
+                  "train": {"max_steps": steps, "progress": False, "tensorboard": False}}, over or {})  # fmt: skip
     out = work / f"{source}-{decoder}"
     start = time.perf_counter()
     run_task(merge(load_recipe(f"caption/{source}"), over), run_dir=out)
@@ -65,18 +68,26 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", default=["tuxpaint:showtell", "tuxpaint:attend", "scenes:showtell",
                                                       "scenes:attend"])  # fmt: skip
-    p.add_argument("--steps", nargs="+", default=["tuxpaint=300", "scenes=300"], help="training steps per source")
+    p.add_argument("--steps", nargs="+", default=["tuxpaint=300", "scenes=200"], help="training steps per source")
+    p.add_argument("--eval-interval", type=int, default=100, help="validation every N steps (greedy captions)")
+    p.add_argument("--scenes-val", type=int, default=150, help="validation scenes (the test split keeps 500)")
+    p.add_argument("--jobs", type=int, default=1, help="variants trained at once, one thread each")
     p.add_argument("--json-out", type=Path)
     args = p.parse_args()
     torch.set_num_threads(1)
     steps = {k: int(v) for k, v in (s.split("=") for s in args.steps)}
     work = Path(tempfile.mkdtemp(prefix="genlab-caption-bench-"))
-    out: dict = {"cpu": cpu_model(), "threads": 1, "runs": {},
+    over = {"train": {"eval_interval": args.eval_interval}, "data": {"scenes_val": args.scenes_val}}
+    out: dict = {"cpu": cpu_model(), "threads": 1, "jobs": args.jobs, "runs": {},
                  "nearest_neighbour": "caption of the closest training image, cosine similarity of the run's own "
                                       "trained encoder's pooled features"}  # fmt: skip
-    for v in args.variants:
-        source, decoder = v.split(":")
-        out["runs"][v] = one(source, decoder, steps[source], work)
+    jobs = [(v, *v.split(":")) for v in args.variants]
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {v: pool.submit(one, source, decoder, steps[source], work,
+                                  {**over, "data": {} if source != "scenes" else over["data"]})
+                   for v, source, decoder in jobs}  # fmt: skip
+        for v, _, _ in jobs:
+            out["runs"][v] = futures[v].result()
     text = json.dumps(out, indent=1)
     if args.json_out:
         args.json_out.write_text(text)
