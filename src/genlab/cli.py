@@ -438,6 +438,11 @@ def eval_cmd(
             raise GenlabError("--task is for encoder runs; a seq2seq run is scored on its own tasks")
         typer.echo(json.dumps(evaluate_seq2seq(run_dir, checkpoint, "test", limit, beams, batch_size)))
         return
+    if recipe_task == "caption":  # BLEU-4 / CIDEr-D of the test captions beside the nearest-neighbour baseline
+        from genlab.recipes.caption import evaluate_caption_run
+
+        typer.echo(json.dumps(evaluate_caption_run(run_dir, checkpoint, "test", beams, batch_size or 64)))
+        return
     if task is None and recipe_task in RUN_TASKS:
         typer.echo(json.dumps(evaluate_run(run_dir, checkpoint, baselines=True)))  # image classifier or forecaster
         return
@@ -1080,6 +1085,23 @@ def vqa(
         typer.echo(f"{reply['answer']} (prior)")
     else:
         typer.echo(f"{reply['answer']} (p={reply['probability']:.3f})")
+
+
+# --- image captioning: genlab caption ---------------------------------------------------
+
+
+@app.command()
+def caption(
+    run_dir: Annotated[Path, typer.Argument(help="A caption run directory (genlab train caption/tuxpaint).")],
+    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG) to caption.")],
+    beam: Annotated[int, typer.Option(help="Beam search with this many beams (1: greedy).")] = 1,
+    checkpoint: Annotated[str, typer.Option(help="Which checkpoint: best or last.")] = "best",
+) -> None:
+    """Caption image files with a Show & Tell run: greedy, or beam search with --beam N."""
+    from genlab.recipes.caption import caption_files
+
+    for path, text in zip(images, caption_files(run_dir, images, beam, checkpoint)):
+        typer.echo(f"{path}: {text}")
 
 
 def main() -> None:

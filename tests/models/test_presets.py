@@ -241,8 +241,33 @@ FORECAST = Adapter(
 )
 
 
+# --- showtell -------------------------------------------------------------------------
+
+
+def showtell_inputs(cfg):
+    """Three images and captions of 6 tokens, the start token first."""
+    ids = torch.randint(0, cfg.vocab_size, (3, 6))
+    ids[:, 0] = cfg.decoder_start_id
+    return torch.rand(3, cfg.image.in_channels, cfg.image.image_size, cfg.image.image_size), ids
+
+
+def showtell_loss(model, cfg, inputs):
+    out = model(*inputs)
+    assert out.logits.shape == (3, 6, cfg.vocab_size)
+    if cfg.decoder == "attend":
+        assert out.alphas.shape[:2] == (3, 6)
+    return out.logits.logsumexp(-1).mean()
+
+
+SHOWTELL = Adapter(
+    inputs=showtell_inputs,
+    loss=showtell_loss,
+    outputs=lambda model, inputs: [model(*inputs).logits],
+)
+
+
 ADAPTERS: dict[str, Adapter] = {"gpt": GPT, "bert": BERT, "cnn": CNN, "vae": VAE, "gan": GAN, "seq2seq": SEQ2SEQ,
-                                "vit": VIT, "forecast": FORECAST}  # fmt: skip
+                                "vit": VIT, "forecast": FORECAST, "showtell": SHOWTELL}  # fmt: skip
 
 
 # --- the tests --------------------------------------------------------------------------

@@ -10,6 +10,8 @@ and with encoder-decoder models (``model.is_encoder_decoder``: genlab's Seq2Seq)
 prompts are the encoder's inputs:
 
     model.encode(src, attention_mask) -> memory (B, S, C)
+      or, for inputs that are not token ids (ShowTell's images, one prompt each):
+    model.encode_inputs(prompts) -> memory (B, S, C), memory_mask (B, S) or None
     model.decode(ids, memory, memory_mask, cache=None, positions=None, last_only=False) -> logits
     model.config.block_size, .pad_id, .decoder_start_id
 
@@ -289,11 +291,15 @@ def _runner(model: nn.Module, prompts: list[list[int]], cfg: GenerationConfig, c
     """The runner for checked prompts, and the number of prompts. An encoder-decoder model
     encodes its (right-padded) sources here, once."""
     if getattr(model, "is_encoder_decoder", False):
-        prompts = _sources(prompts, cfg, model.config.block_size)
-        device = next(model.parameters()).device
-        src, src_mask = right_pad(prompts, model.config.pad_id)
-        src, src_mask = src.to(device), (src_mask.to(device) if src_mask is not None else None)
-        memory = model.encode(src, src_mask)  # (B, S, C)
+        if hasattr(model, "encode_inputs"):  # inputs that are not token ids (an image captioner's images)
+            _sources([[0]], cfg, model.config.block_size)  # the same checks of the decoder's room
+            memory, src_mask = model.encode_inputs(prompts)  # (B, S, C), (B, S) or None
+        else:
+            prompts = _sources(prompts, cfg, model.config.block_size)
+            device = next(model.parameters()).device
+            src, src_mask = right_pad(prompts, model.config.pad_id)
+            src, src_mask = src.to(device), (src_mask.to(device) if src_mask is not None else None)
+            memory = model.encode(src, src_mask)  # (B, S, C)
         start = torch.full((len(prompts), 1), model.config.decoder_start_id, dtype=torch.long)
         return _Runner(model, start, None, cfg, copies, memory, src_mask), len(prompts)
     prompts = _prompts(prompts, cfg, model.config.block_size)

@@ -11,7 +11,7 @@ from typing import Any
 import torch.nn as nn
 
 from genlab.core.errors import ConfigError
-from genlab.models import bert, cnn, forecast, gan, gpt, seq2seq, vae, vit
+from genlab.models import bert, cnn, forecast, gan, gpt, seq2seq, showtell, vae, vit
 
 FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
     "gpt": (gpt.GPTConfig, gpt.GPT),
@@ -22,6 +22,7 @@ FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
     "seq2seq": (seq2seq.Seq2SeqConfig, seq2seq.Seq2Seq),
     "vit": (vit.ViTConfig, vit.ViT),
     "forecast": (forecast.ForecastConfig, forecast.Forecaster),
+    "showtell": (showtell.ShowTellConfig, showtell.ShowTell),
 }
 
 

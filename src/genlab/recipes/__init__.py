@@ -6,7 +6,8 @@ overrides, and hands the result to the entry point named by its ``task`` key (:d
 One module per task (``lm``, ``classify``, ``generative`` (vae, gan), ``encoder_pretrain``,
 ``encoder_classify``, ``encoder_distill``, ``encoder_retrieval``, ``seq2seq`` (with
 ``seq2seq-pretrain``), ``reader`` (``qa``, the extractive RAG reader), ``rl`` (``rl``: PPO / REINFORCE;
-``rl-bc``: behaviour cloning), ``vqa`` (``vqa``, ``vqa-pretrain``: ViLBERT-style VQA),
+``rl-bc``: behaviour cloning), ``vqa`` (``vqa``, ``vqa-pretrain``: ViLBERT-style VQA), ``caption``
+(Show & Tell), ``gato`` (the generalist),
 ``chat``: the alignment stages ``chat-sft`` / ``-reward`` / ``-dpo`` /
 ``-grpo`` / ``-ppo``) plus the commands ``embed`` and ``convert``; what they share is
 :mod:`genlab.recipes.runner` (set-up, resume, results.json, teardown) and
@@ -62,6 +63,7 @@ TASKS = {
     "gato": ("gato", "train"),
     "vqa": ("vqa", "train"),
     "vqa-pretrain": ("vqa", "pretrain"),
+    "caption": ("caption", "train"),
     **{stage: ("chat", "train") for stage in ("chat-sft", "chat-reward", "chat-dpo", "chat-grpo", "chat-ppo")},
 }
 
