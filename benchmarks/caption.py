@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import platform
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from machine import cpu_model  # benchmarks/machine.py
 
 from genlab.core.config import merge
 from genlab.recipes import load_recipe, run_task
@@ -34,14 +33,6 @@ from genlab.recipes import load_recipe, run_task
 PRESETS = {("tuxpaint", "showtell"): "showtell-tuxpaint", ("tuxpaint", "attend"): "showattend-tuxpaint",
            ("scenes", "showtell"): "showtell-scenes", ("scenes", "attend"): "showattend-scenes"}  # fmt: skip
 KINDS = {"tuxpaint": "real (human-written captions)", "scenes": "generated (real items, templated captions)"}
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor()
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
 def one(source: str, decoder: str, steps: int, work: Path, over: dict | None = None) -> dict:

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from machine import cpu_model  # benchmarks/machine.py
 
 from genlab.core.config import from_dict, merge
 from genlab.recipes import load_recipe, run_task
@@ -40,14 +39,6 @@ from genlab.recipes.gato import KINDS, GatoRecipe, Mixture, active_tasks
 
 METRIC = {"text": "text_val_loss", "fashion": "fashion_accuracy", "scenes": "scenes_bleu", "tuxpaint": "tuxpaint_bleu",
           "CartPole-v1": "CartPole-v1_return", "Acrobot-v1": "Acrobot-v1_return"}  # fmt: skip
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor()
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
 def gap(task: str, generalist: float, specialist: float) -> float | None:

@@ -42,15 +42,14 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
 import numpy as np
 import torch
+from machine import cpu_model  # benchmarks/machine.py
 
 from genlab.core.seed import seed_everything
 from genlab.data.code import stdlib_pairs
@@ -65,14 +64,6 @@ from genlab.training.optim import adamw
 from genlab.training.runtime import Runtime
 
 SOURCES = ("shakespeare", "kjv", "python-code", "foldoc")
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 # --- data: four real sources, one BPE vocabulary, labelled windows ---------------------------
@@ -360,7 +351,7 @@ def main() -> None:
         results[name], models[name] = train_one(name, cfgs[name], mix, args, val)
     out = {
         "benchmark": "moe-train",
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "threads": args.threads,
         "torch": torch.__version__,
         "dtype": "float32",

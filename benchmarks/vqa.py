@@ -20,29 +20,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from machine import cpu_model  # benchmarks/machine.py
 
 from genlab.recipes import load_recipe
 from genlab.recipes.vqa import evaluate_vqa, train
 
 VARIANTS = ("text", "one", "two")
-
-
-def lscpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except OSError:
-        return platform.processor() or "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def run_variant(recipe_name: str, streams: str, args: argparse.Namespace, scenes: dict | None, root: Path) -> dict:
@@ -90,7 +78,7 @@ def main() -> None:
     t0 = time.perf_counter()
     out: dict = {
         "benchmark": "vqa: question-only vs single-stream vs two-stream co-attention, one parameter budget",
-        "cpu": lscpu_model(),
+        "cpu": cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "steps": args.steps,
