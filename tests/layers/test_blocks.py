@@ -53,22 +53,33 @@ def test_norms():
 
 
 def test_decode_layout_linear_equals_nn_linear_and_never_goes_stale():
-    from genlab.layers.linear import Linear, prepare_decode, release_decode
+    from genlab.layers.linear import ONEDNN, PACKED_ROWS, Linear, prepare_decode, release_decode
 
     torch.manual_seed(0)
     layer = Linear(8, 24)
-    x = torch.randn(1, 1, 8)
-    ref = torch.nn.functional.linear(x, layer.weight, layer.bias)
-    assert prepare_decode(layer) == 8 * 24 * 4 and layer.decode_weight.shape == (8, 24)
+    packed = 8 * 24 * 4 if ONEDNN else 0  # the oneDNN-packed copy, where oneDNN is present
+    assert prepare_decode(layer) == 8 * 24 * 4 + packed and layer.decode_weight.shape == (8, 24)
+    assert (layer.packed_weight is not None) == ONEDNN
     with torch.no_grad():
-        torch.testing.assert_close(layer(x), ref)
-        layer.weight.add_(1.0)  # an update makes the copy stale: it must not be used
-        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
-    assert layer(x).requires_grad  # training still goes through nn.Linear's path
+        # one row (transposed copy), a few rows (packed copy), past PACKED_ROWS (nn.Linear itself)
+        for rows in (1, 2, 5, PACKED_ROWS, PACKED_ROWS + 1):
+            x = torch.randn(rows, 1, 8)
+            torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        layer.weight.add_(1.0)  # an update makes the copies stale: they must not be used
+        for rows in (1, 4):
+            x = torch.randn(1, rows, 8)
+            torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+    assert layer(torch.randn(4, 8)).requires_grad  # training still goes through nn.Linear's path
     release_decode(layer)
-    assert layer.decode_weight is None
-    narrow = Linear(24, 8)
-    assert prepare_decode(narrow) == 0  # (out < in): nn.Linear's layout is the faster one
+    assert layer.decode_weight is None and layer.packed_weight is None
+    narrow = Linear(24, 8)  # (out < in): nn.Linear's layout beats the transposed one; only a packed copy
+    assert prepare_decode(narrow) == packed
+    assert prepare_decode(narrow) == 0  # idempotent: fresh copies are kept
+    release_decode(narrow)
+    assert prepare_decode(narrow, packed=False) == 0 and narrow.packed_weight is None
+    with torch.no_grad():
+        x = torch.randn(3, 24)
+        torch.testing.assert_close(narrow(x), torch.nn.functional.linear(x, narrow.weight, narrow.bias))
 
 
 def test_alibi_slopes_follow_the_paper():
