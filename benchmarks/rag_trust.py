@@ -1,6 +1,7 @@
 """Hallucination, closed- vs open-book, for the extractive and the generative reader: one JSON object.
 
     python benchmarks/rag_trust.py --index KB --reader runs/reader --chat runs/chat-sft
+    python benchmarks/rag_trust.py --index KB --chat runs/chat-sft --shots 0 1 4   # zero- vs few-shot rows
     python benchmarks/rag_trust.py --index KB --reader runs/reader --llm-url http://127.0.0.1:8000/v1 --model chat
 
 KB is a ``genlab rag ingest`` index holding the Python FAQ (python3-doc's ``_sources/faq``) and
@@ -24,7 +25,9 @@ validation elements), never on test. Conditions:
 
 Beside the table the JSON holds, per closed-book row, the share of element answers in the expected
 short form (a bare number, a bare symbol: ``answer_form``) and with a number at all for the number
-questions (``number_given``), and the first answers per source (``samples``).
+questions (``number_given``), the first answers per source (``samples``) and, for a genlab chat run
+(``--chat``), the teacher-forced log-probability of the gold answer after the k-shot prompt, per
+token and per answer, by source (``gold_logprob``: it moves when greedy answers do not).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import subprocess
 import sys
 import time
 
-from genlab.rag.answer import NOT_IN_KB, Answer, OpenAIChat, RunChat, answer, closed_book, should_abstain
+from genlab.rag.answer import NOT_IN_KB, Answer, OpenAIChat, RunChat, answer, closed_book, fit_shots, should_abstain
 from genlab.rag.reader import ExtractiveReader
 from genlab.rag.trust import (
     FewShot,
@@ -118,7 +121,7 @@ def main() -> None:
         test = [q for s in ("python-faq", "elements") for q in [q for q in test if q.source == s][: args.limit]]
     val = held_out_questions("validation", ("validation",))
     conditions, thresholds, started = {}, {}, time.perf_counter()
-    shot_rows, exemplars, answers = {}, {}, {}
+    shot_rows, exemplars, answers, picks, gen_ref = {}, {}, {}, {}, {}
     first_of = {q.source: q for q in reversed(test)}  # a question per source, to list its exemplars
 
     def recorded(name, run):
@@ -157,11 +160,12 @@ def main() -> None:
         gen = (OpenAIChat(args.llm_url, args.model, timeout=120, max_tokens=args.max_new_tokens,
                           max_prompt_chars=args.max_prompt_chars) if args.llm_url
                else RunChat(args.chat, max_new_tokens=args.max_new_tokens))  # fmt: skip
+        gen_ref["gen"] = gen
         run_g, at_g = memo(lambda question, hits: answer(question, hits, gen), args.chat_k)
         thresholds["generative"] = t_gen = tune_abstention(val, retrieve(args.chat_k), at_g)
         pool = shot_pool("train", ("validation",))
         for k in dict.fromkeys([0, *args.shots]):
-            pick = FewShot(pool, k, args.shot_seed)
+            picks[k] = pick = FewShot(pool, k, args.shot_seed)
             name = "generative, closed-book" if k == 0 else f"generative, closed-book, {k}-shot"
             shot_rows[k] = name
             exemplars[k] = {s: [p for p, _ in pick(q)] for s, q in first_of.items()}
@@ -176,6 +180,18 @@ def main() -> None:
                   f"in {len(dropped)} of {len(answers[name])} prompts", file=sys.stderr)  # fmt: skip
     print(format_table(table), flush=True)
     forms = {name: answer_forms(answers.get(name, [])) for name in shot_rows.values()}
+    gold_logprob = {}
+    if hasattr(gen_ref.get("gen"), "reply_logprob"):  # a genlab chat run: log p(gold | k-shot prompt)
+        gen = gen_ref["gen"]
+        for k, name in shot_rows.items():
+            pick, per = picks[k], {}
+            for q in test:
+                messages, _ = fit_shots(q.prompt, pick(q), gen.count, gen.budget)
+                lp, n = gen.reply_logprob(messages, " ".join(q.gold.split()))
+                per.setdefault(q.source, []).append((lp, n))
+            gold_logprob[name] = {src: {"n": len(v), "mean_per_token": sum(lp for lp, _ in v) / sum(n for _, n in v),
+                                        "mean_per_answer": sum(lp for lp, _ in v) / len(v)}
+                                  for src, v in sorted(per.items())}  # fmt: skip
     kinds = {"python-faq": "real questions, real gold passages", "elements": "templated questions over real entries"}
     counts = {s: sum(q.source == s for q in test) for s in kinds}
     print(json.dumps({"cpu": cpu_model(), "index": args.index, "reader": args.reader, "chat": args.chat,
@@ -184,7 +200,7 @@ def main() -> None:
                       "seconds": time.perf_counter() - started, "table": table,
                       "shots": {"k": list(shot_rows), "rows": shot_rows, "seed": args.shot_seed,
                                 "exemplar_splits": {"python-faq": "train (real)", "elements": "validation (templated)"},
-                                "exemplars": exemplars, "forms": forms,
+                                "exemplars": exemplars, "forms": forms, "gold_logprob": gold_logprob,
                                 "dropped": {shot_rows[k]: sum(a.shots_dropped for _, a in answers.get(shot_rows[k], []))
                                             for k in shot_rows}}},
                      default=str))  # fmt: skip

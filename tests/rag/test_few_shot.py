@@ -175,6 +175,28 @@ def test_run_chat_drops_exemplars_that_do_not_fit_and_errors_on_a_question_that_
     assert "\n" not in str(e.value)
 
 
+def test_reply_logprob_is_the_sum_of_the_next_token_log_probabilities(small_chat_run):
+    import torch
+
+    from genlab.models.outputs import logits_of
+    from genlab.tokenizers.chat import prompt_ids, reply_ids
+
+    llm = RunChat(small_chat_run, max_new_tokens=8)
+    messages = closed_book_messages(Q_IRON.prompt, [("What is the atomic number of Neon?", "10")])
+    lp, n = llm.reply_logprob(messages, "26")
+    prompt, target = prompt_ids(llm.template, llm.tokenizer, messages), reply_ids(llm.template, llm.tokenizer, "26")
+    assert n == len(target) > 0 and lp < 0
+    ref, ids = 0.0, list(prompt)  # the reference: one forward per reply token, its last position only
+    with torch.no_grad():
+        for t in target:
+            logits = logits_of(llm.model(torch.tensor([ids])))[0, -1]
+            ref += float(torch.log_softmax(logits.float(), -1)[t])
+            ids.append(t)
+    assert lp == pytest.approx(ref, abs=1e-4)
+    with pytest.raises(ConfigError, match="more than the context .256."):
+        llm.reply_logprob(messages, "26 " * 300)
+
+
 class _Endpoint(BaseHTTPRequestHandler):
     """A chat-completions endpoint that records the conversations it is sent and answers 26."""
 

@@ -393,6 +393,27 @@ class RunChat:
         out = generate(self.model, [ids], self.cfg, self.tokenizer.decode)[0][0]
         return self.template.clean(out.text or "")
 
+    def reply_logprob(self, messages: list[dict], reply: str) -> tuple[float, int]:
+        """(log p(reply | messages) summed over the reply's tokens, its number of tokens), teacher-forced:
+        the reply as the template writes an assistant turn (its content and closing markup) after the
+        prompt. It sees what a prompt does to the gold answer when greedy decoding does not show it."""
+        import torch
+
+        from genlab.models.outputs import logits_of
+        from genlab.tokenizers.chat import prompt_ids, reply_ids
+
+        prompt = prompt_ids(self.template, self.tokenizer, messages)
+        target = reply_ids(self.template, self.tokenizer, reply)
+        if not target:
+            raise ConfigError("the reply is empty: nothing to score")
+        ids = prompt + target
+        if len(ids) > self.block_size:
+            raise ConfigError(f"the prompt and reply take {len(ids)} tokens, more than the context ({self.block_size})")
+        with torch.no_grad():
+            logits = logits_of(self.model(torch.tensor([ids[:-1]])))[0]  # (T - 1, V): position t predicts ids[t + 1]
+        logp = torch.log_softmax(logits.float(), dim=-1)[len(prompt) - 1 :]  # (len(target), V)
+        return float(logp.gather(1, torch.tensor(target)[:, None]).sum()), len(target)
+
 
 def answer(question: str, hits: Sequence[Hit], generator: Generator, threshold: float | None = None) -> Answer:
     """Answer ``question`` from ``hits`` (best first) with ``generator``, citing the passages.
