@@ -1,6 +1,7 @@
 """Hallucination, closed- vs open-book, for the extractive and the generative reader: one JSON object.
 
     python benchmarks/rag_trust.py --index KB --reader runs/reader --chat runs/chat-sft
+    python benchmarks/rag_trust.py --index KB --chat runs/chat-sft --shots 0 1 4   # zero- vs few-shot rows
     python benchmarks/rag_trust.py --index KB --reader runs/reader --llm-url http://127.0.0.1:8000/v1 --model chat
 
 KB is a ``genlab rag ingest`` index holding the Python FAQ (python3-doc's ``_sources/faq``) and
@@ -14,7 +15,19 @@ validation elements), never on test. Conditions:
   is not defined for a reader that can only copy a span; this is its no-retrieval baseline);
 - extractive, open-book: the reader over the top-k hybrid hits, without and with the threshold;
 - generative, closed-book: the chat model alone (the same system prompt style, no passages);
+- generative, closed-book, k-shot (``--shots 0 1 4``; k=0 is the "generative, closed-book" row):
+  the chat model alone with k (question, gold answer) exemplars as earlier chat turns
+  (:class:`genlab.rag.trust.FewShot`, seeded by ``--shot-seed``): Python FAQ questions get exemplars
+  from the Python FAQ train split (real), element questions from the validation elements
+  (templated; the train and test elements are the test questions here). Exemplars that do not fit
+  the model's context are dropped oldest-first, with a note on stderr;
 - generative, open-book: the chat model over the top-k hits, without and with the threshold.
+
+Beside the table the JSON holds, per closed-book row, the share of element answers in the expected
+short form (a bare number, a bare symbol: ``answer_form``) and with a number at all for the number
+questions (``number_given``), the first answers per source (``samples``) and, for a genlab chat run
+(``--chat``), the teacher-forced log-probability of the gold answer after the k-shot prompt, per
+token and per answer, by source (``gold_logprob``: it moves when greedy answers do not).
 """
 
 from __future__ import annotations
@@ -22,12 +35,23 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import subprocess
+import sys
 import time
 
-from genlab.rag.answer import NOT_IN_KB, Answer, OpenAIChat, RunChat, answer, closed_book, should_abstain
+from genlab.rag.answer import NOT_IN_KB, Answer, OpenAIChat, RunChat, answer, closed_book, fit_shots, should_abstain
 from genlab.rag.reader import ExtractiveReader
-from genlab.rag.trust import format_table, held_out_questions, random_passage, trust_table, tune_abstention
+from genlab.rag.trust import (
+    FewShot,
+    format_table,
+    held_out_questions,
+    in_answer_form,
+    random_passage,
+    shot_pool,
+    trust_table,
+    tune_abstention,
+)
 from genlab.recipes.rag import open_retriever
 
 
@@ -37,6 +61,29 @@ def cpu_model() -> str:
         return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except (OSError, subprocess.CalledProcessError, StopIteration):
         return platform.processor()
+
+
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+
+
+def answer_forms(pairs, samples: int = 3) -> dict:
+    """Over (question, answer) pairs of one row: per element check kind (integer, number, exact) the
+    share of answers in the expected short form and, for the number kinds, with a number at all;
+    the first ``samples`` answers per source."""
+    out: dict = {"samples": {}}
+    for kind in ("integer", "number", "exact"):
+        mine = [(q, a) for q, a in pairs if q.row and q.row.get("check", "exact") == kind]
+        if not mine:
+            continue
+        entry = {"n": len(mine), "answer_form": sum(bool(in_answer_form(q, a.text)) for q, a in mine) / len(mine)}
+        if kind != "exact":
+            entry["number_given"] = sum(_NUMBER.search(a.text) is not None for _, a in mine) / len(mine)
+        out[kind] = entry
+    for q, a in pairs:
+        got = out["samples"].setdefault(q.source, [])
+        if len(got) < samples:
+            got.append({"question": q.prompt, "answer": a.text})
+    return out
 
 
 def main() -> None:
@@ -54,6 +101,8 @@ def main() -> None:
         "--max-prompt-chars", type=int, default=None, help="--llm-url: fit the passages to this many characters"
     )
     ap.add_argument("--limit", type=int, default=0, help="test questions per source, the first ones (0: all)")
+    ap.add_argument("--shots", type=int, nargs="+", default=[0, 4], help="closed-book few-shot rows: exemplars each")
+    ap.add_argument("--shot-seed", type=int, default=0, help="the seed of the exemplar draw")
     args = ap.parse_args()
 
     retriever = open_retriever(args.index)
@@ -72,6 +121,18 @@ def main() -> None:
         test = [q for s in ("python-faq", "elements") for q in [q for q in test if q.source == s][: args.limit]]
     val = held_out_questions("validation", ("validation",))
     conditions, thresholds, started = {}, {}, time.perf_counter()
+    shot_rows, exemplars, answers, picks, gen_ref = {}, {}, {}, {}, {}
+    first_of = {q.source: q for q in reversed(test)}  # a question per source, to list its exemplars
+
+    def recorded(name, run):
+        """run, keeping each (question, answer) under ``name`` for the form shares and the samples."""
+
+        def go(q):
+            a = run(q)
+            answers.setdefault(name, []).append((q, a))
+            return a
+
+        return go
 
     def memo(reply, k: int):
         """reply(question, hits, None) once per question; a threshold applied on top abstains
@@ -99,19 +160,50 @@ def main() -> None:
         gen = (OpenAIChat(args.llm_url, args.model, timeout=120, max_tokens=args.max_new_tokens,
                           max_prompt_chars=args.max_prompt_chars) if args.llm_url
                else RunChat(args.chat, max_new_tokens=args.max_new_tokens))  # fmt: skip
+        gen_ref["gen"] = gen
         run_g, at_g = memo(lambda question, hits: answer(question, hits, gen), args.chat_k)
         thresholds["generative"] = t_gen = tune_abstention(val, retrieve(args.chat_k), at_g)
-        conditions["generative, closed-book"] = lambda q: closed_book(q.prompt, gen)
+        pool = shot_pool("train", ("validation",))
+        for k in dict.fromkeys([0, *args.shots]):
+            picks[k] = pick = FewShot(pool, k, args.shot_seed)
+            name = "generative, closed-book" if k == 0 else f"generative, closed-book, {k}-shot"
+            shot_rows[k] = name
+            exemplars[k] = {s: [p for p, _ in pick(q)] for s, q in first_of.items()}
+            conditions[name] = recorded(name, lambda q, pick=pick: closed_book(q.prompt, gen, pick(q)))
         conditions[f"generative, open-book ({args.mode} top-{args.chat_k})"] = run_g
         conditions[f"generative, open-book + abstention (t={t_gen:.4g})"] = lambda q: run_g(q, t_gen)
     table = trust_table(test, conditions)
+    for name in shot_rows.values():
+        dropped = [a.shots_dropped for _, a in answers.get(name, []) if a.shots_dropped]
+        if dropped:
+            print(f"note: {name}: {sum(dropped)} exemplars dropped oldest-first to fit the context, "
+                  f"in {len(dropped)} of {len(answers[name])} prompts", file=sys.stderr)  # fmt: skip
     print(format_table(table), flush=True)
+    forms = {name: answer_forms(answers.get(name, [])) for name in shot_rows.values()}
+    gold_logprob = {}
+    if hasattr(gen_ref.get("gen"), "reply_logprob"):  # a genlab chat run: log p(gold | k-shot prompt)
+        gen = gen_ref["gen"]
+        for k, name in shot_rows.items():
+            pick, per = picks[k], {}
+            for q in test:
+                messages, _ = fit_shots(q.prompt, pick(q), gen.count, gen.budget)
+                lp, n = gen.reply_logprob(messages, " ".join(q.gold.split()))
+                per.setdefault(q.source, []).append((lp, n))
+            gold_logprob[name] = {src: {"n": len(v), "mean_per_token": sum(lp for lp, _ in v) / sum(n for _, n in v),
+                                        "mean_per_answer": sum(lp for lp, _ in v) / len(v)}
+                                  for src, v in sorted(per.items())}  # fmt: skip
     kinds = {"python-faq": "real questions, real gold passages", "elements": "templated questions over real entries"}
     counts = {s: sum(q.source == s for q in test) for s in kinds}
     print(json.dumps({"cpu": cpu_model(), "index": args.index, "reader": args.reader, "chat": args.chat,
                       "llm_url": args.llm_url, "test_questions": counts, "validation_questions": len(val),
                       "data_kinds": kinds, "thresholds_tuned_on_validation": thresholds,
-                      "seconds": time.perf_counter() - started, "table": table}, default=str))  # fmt: skip
+                      "seconds": time.perf_counter() - started, "table": table,
+                      "shots": {"k": list(shot_rows), "rows": shot_rows, "seed": args.shot_seed,
+                                "exemplar_splits": {"python-faq": "train (real)", "elements": "validation (templated)"},
+                                "exemplars": exemplars, "forms": forms, "gold_logprob": gold_logprob,
+                                "dropped": {shot_rows[k]: sum(a.shots_dropped for _, a in answers.get(shot_rows[k], []))
+                                            for k in shot_rows}}},
+                     default=str))  # fmt: skip
 
 
 if __name__ == "__main__":

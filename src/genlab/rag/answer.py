@@ -28,7 +28,8 @@ retriever found into the prompt and asks the model to answer from them. Here:
    chat template, :func:`genlab.generation.decode.generate`).
 
 Closed-book answering (:func:`closed_book`) asks the same generator without passages: the
-baseline of the hallucination table (:mod:`genlab.rag.trust`).
+baseline of the hallucination table (:mod:`genlab.rag.trust`), zero-shot or with k (question,
+answer) exemplars as earlier chat turns (few-shot; :func:`closed_book_messages`, :func:`fit_shots`).
 """
 
 from __future__ import annotations
@@ -147,9 +148,42 @@ def build_prompt(
     return Prompt(messages(blocks[:kept]), chunks[:kept], False, len(chunks) - kept)
 
 
-def closed_book_messages(question: str) -> list[dict]:
-    """The same question with no passages: the model alone."""
-    return [{"role": "system", "content": CLOSED_BOOK_PROMPT}, {"role": "user", "content": question.strip()}]
+def closed_book_messages(question: str, shots: Sequence[tuple[str, str]] = ()) -> list[dict]:
+    """The same question with no passages: the model alone.
+
+    ``shots`` are (question, answer) exemplars, rendered as earlier user/assistant turns after the
+    system prompt and before the question (few-shot prompting in the chat form; Brown et al. 2020,
+    arXiv:2005.14165, "in-context learning" from k demonstrations). A chat template renders them like
+    any other turns, so a :class:`RunChat` and an :class:`OpenAIChat` see the same conversation.
+    No shots: exactly the zero-shot prompt.
+    """
+    messages = [{"role": "system", "content": CLOSED_BOOK_PROMPT}]
+    for i, shot in enumerate(shots):
+        pair = isinstance(shot, (tuple, list)) and len(shot) == 2
+        if not (pair and all(isinstance(x, str) and x.strip() for x in shot)):
+            raise ConfigError(f"few-shot exemplar {i} must be a (question, answer) pair of strings, got {shot!r:.80}")
+        messages += [{"role": "user", "content": shot[0].strip()}, {"role": "assistant", "content": shot[1].strip()}]
+    messages.append({"role": "user", "content": question.strip()})
+    return messages
+
+
+def fit_shots(question: str, shots: Sequence[tuple[str, str]], count: Callable[[list[dict]], int] | None = None,
+              budget: int | None = None) -> tuple[list[dict], int]:  # fmt: skip
+    """(the closed-book messages with as many of ``shots`` as fit ``budget``, how many were dropped).
+
+    With ``count`` (messages -> tokens, or characters for :class:`OpenAIChat`) and ``budget`` the
+    exemplars are dropped oldest-first (the first in the prompt) until the prompt fits; a question
+    that does not fit even with no exemplar is left to the generator's own one-line error.
+    """
+    shots = list(shots)
+    messages = closed_book_messages(question, shots)
+    if count is None or budget is None:
+        return messages, 0
+    dropped = 0
+    while dropped < len(shots) and count(messages) > budget:
+        dropped += 1
+        messages = closed_book_messages(question, shots[dropped:])
+    return messages, dropped
 
 
 # ---------------------------------------------------------------- citations
@@ -198,6 +232,7 @@ class Answer:
     chunks: list[Chunk] = field(default_factory=list)  # what was fed in, passage [n] = chunks[n - 1]
     abstained: bool = False
     score: float | None = None  # the best retrieval score (extractive: the span score)
+    shots_dropped: int = 0  # closed-book few-shot: exemplars left out to fit the context
 
     def cited_texts(self) -> list[str]:
         return [c.chunk.text for c in self.citations]
@@ -358,6 +393,27 @@ class RunChat:
         out = generate(self.model, [ids], self.cfg, self.tokenizer.decode)[0][0]
         return self.template.clean(out.text or "")
 
+    def reply_logprob(self, messages: list[dict], reply: str) -> tuple[float, int]:
+        """(log p(reply | messages) summed over the reply's tokens, its number of tokens), teacher-forced:
+        the reply as the template writes an assistant turn (its content and closing markup) after the
+        prompt. It sees what a prompt does to the gold answer when greedy decoding does not show it."""
+        import torch
+
+        from genlab.models.outputs import logits_of
+        from genlab.tokenizers.chat import prompt_ids, reply_ids
+
+        prompt = prompt_ids(self.template, self.tokenizer, messages)
+        target = reply_ids(self.template, self.tokenizer, reply)
+        if not target:
+            raise ConfigError("the reply is empty: nothing to score")
+        ids = prompt + target
+        if len(ids) > self.block_size:
+            raise ConfigError(f"the prompt and reply take {len(ids)} tokens, more than the context ({self.block_size})")
+        with torch.no_grad():
+            logits = logits_of(self.model(torch.tensor([ids[:-1]])))[0]  # (T - 1, V): position t predicts ids[t + 1]
+        logp = torch.log_softmax(logits.float(), dim=-1)[len(prompt) - 1 :]  # (len(target), V)
+        return float(logp.gather(1, torch.tensor(target)[:, None]).sum()), len(target)
+
 
 def answer(question: str, hits: Sequence[Hit], generator: Generator, threshold: float | None = None) -> Answer:
     """Answer ``question`` from ``hits`` (best first) with ``generator``, citing the passages.
@@ -378,10 +434,15 @@ def answer(question: str, hits: Sequence[Hit], generator: Generator, threshold: 
     return Answer(text, citations, dangling, prompt.chunks, says_not_in_kb(text), top)
 
 
-def closed_book(question: str, generator: Generator) -> Answer:
-    """The generator alone, no passages: the closed-book baseline."""
-    text = generator.complete(closed_book_messages(question)).strip()
-    return Answer(text, abstained=says_not_in_kb(text))
+def closed_book(question: str, generator: Generator, shots: Sequence[tuple[str, str]] = ()) -> Answer:
+    """The generator alone, no passages: the closed-book baseline; with ``shots`` (question, answer)
+    exemplars before the question, few-shot. A generator with ``count`` and ``budget`` gets the
+    exemplars fitted to its context (:func:`fit_shots`: oldest dropped first, counted in
+    ``Answer.shots_dropped``)."""
+    count, budget = getattr(generator, "count", None), getattr(generator, "budget", None)
+    messages, dropped = fit_shots(question, shots, count, budget)
+    text = generator.complete(messages).strip()
+    return Answer(text, abstained=says_not_in_kb(text), shots_dropped=dropped)
 
 
 __all__ = [
@@ -400,6 +461,7 @@ __all__ = [
     "closed_book",
     "closed_book_messages",
     "escape",
+    "fit_shots",
     "parse_citations",
     "passage_block",
     "should_abstain",

@@ -27,11 +27,12 @@ at random from the knowledge base (:func:`random_passage`), labelled as such.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genlab.core.errors import DataError
+from genlab.core.errors import ConfigError, DataError
 from genlab.data.chat import check_answer, element_questions, read_elements, split_of
 from genlab.data.span_qa import faq_examples, first_sentence
 from genlab.eval.qa import exact_match, groundedness, normalize, token_f1
@@ -173,6 +174,69 @@ def tune_abstention(questions: Sequence[Question], retrieve: Callable[[str], lis
     return tune_threshold(scores, right)
 
 
+# ---------------------------------------------------------------- few-shot exemplars
+
+
+def shot_pool(faq_split: str = "train", element_splits: Sequence[str] = ("validation",)) -> list[Question]:
+    """The questions few-shot exemplars are drawn from, never test ones: the Python FAQ questions of
+    ``faq_split`` (default ``train``, the split the generative reader is fine-tuned on; real
+    questions, the gold answer's first sentence) and the element facts of ``element_splits``
+    (default ``validation``: the benchmark tests the ``train`` and ``test`` elements, which no reader
+    trained on; templated). ConfigError when ``test`` is asked for."""
+    if faq_split == "test" or "test" in element_splits:
+        raise ConfigError("few-shot exemplars never come from the test split: draw them from train or validation")
+    return held_out_questions(faq_split, tuple(element_splits))
+
+
+class FewShot:
+    """k (question, gold answer) exemplars for a question, drawn from ``pool`` (:func:`shot_pool`).
+
+    Per source (Python FAQ questions get FAQ exemplars, element questions element ones), the pool is
+    put in one seeded order (sorted, then shuffled by ``random.Random(f"{seed}:{source}")``) and a
+    question gets the first k of it that are not the question itself: the same exemplars for every
+    question of a source in a condition, the k=1 exemplar the first of the k=4 ones, the same on every
+    machine. Gold answers are in the short form :func:`is_correct` accepts (FAQ: the first sentence,
+    whitespace collapsed; elements: ``Fe``, ``26``, ``55.845``). A pool question of the test split is
+    a DataError.
+    """
+
+    def __init__(self, pool: Sequence[Question], k: int, seed: int = 0) -> None:
+        if k < 0:
+            raise ConfigError(f"the number of few-shot exemplars must be >= 0, got {k}")
+        test = [q.prompt for q in pool if q.split == "test"]
+        if test:
+            raise DataError(f"few-shot exemplars must not come from the test split: {len(test)} do ('{test[0]}')")
+        self.k, self.seed = k, seed
+        self.order: dict[str, list[Question]] = {}
+        for source in sorted({q.source for q in pool}):
+            mine = sorted((q for q in pool if q.source == source), key=lambda q: (q.prompt, q.gold))
+            random.Random(f"{seed}:{source}").shuffle(mine)
+            self.order[source] = mine
+
+    def __call__(self, q: Question) -> list[tuple[str, str]]:
+        if self.k == 0:
+            return []
+        asked = normalize(q.prompt)
+        picks = [p for p in self.order.get(q.source, []) if normalize(p.prompt) != asked][: self.k]
+        if len(picks) < self.k:
+            raise DataError(f"{len(picks)} few-shot exemplars of {q.source} in the pool, {self.k} asked: lower k")
+        return [(" ".join(p.prompt.split()), " ".join(p.gold.split())) for p in picks]
+
+
+_FORMS = {"integer": re.compile(r"^\s*\d+\s*\.?\s*$"), "number": re.compile(r"^\s*\d+(\.\d+)?\s*\.?\s*$"),
+          "exact": re.compile(r"^\s*[A-Z][a-z]{0,2}\s*\.?\s*$")}  # fmt: skip
+
+
+def in_answer_form(q: Question, text: str) -> bool | None:
+    """Is an element answer in the expected short form, right or not: a bare integer for the atomic
+    number, a bare number for the weight, a symbol (``Fe``: a capital and at most two small letters)
+    for the symbol? (the first line of ``text``). None for questions with no fixed form (FAQ)."""
+    if not q.row:
+        return None
+    lines = text.strip().splitlines()
+    return bool(lines) and _FORMS[q.row.get("check", "exact")].match(lines[0]) is not None
+
+
 def reader_conversations(faq: Sequence[dict], elements_index: Path | None, split: str = "train",
                          seed: int = 0) -> list[dict]:  # fmt: skip
     """SFT conversations that teach a chat model both ways of answering, from one split (templated
@@ -256,6 +320,7 @@ def random_passage(chunks: Sequence[Chunk], seed: int = 0) -> Callable[[str], li
 
 __all__ = [
     "FAQ_F1",
+    "FewShot",
     "answer_metrics",
     "gold_answers",
     "Question",
@@ -264,10 +329,12 @@ __all__ = [
     "format_table",
     "gold_fed",
     "held_out_questions",
+    "in_answer_form",
     "is_correct",
     "random_passage",
     "reader_conversations",
     "score",
+    "shot_pool",
     "summarize",
     "trust_table",
     "tune_abstention",
