@@ -91,11 +91,11 @@ def test_sft_reward_dpo_grpo_ppo_chain(chain):
 
 @pytest.mark.parametrize(
     "task,data",
+    # chat-ppo drifted after a resume until the decoding copies of layers/linear.py were retired by
+    # optimizer steps too: fused AdamW does not bump the version counter, so rollouts after the first
+    # update sampled from stale weights in the uninterrupted run and from fresh ones after the resume.
     [("chat-sft", "conv"), ("chat-reward", "prefs"), ("chat-dpo", "prefs"), ("chat-grpo", "questions"),
-     pytest.param("chat-ppo", "questions", marks=pytest.mark.xfail(
-         strict=True, reason="known: on this char-level run (plain template, stop strings) PPO's weights drift from "
-                             "the uninterrupted run's from the second resumed step on; the role-token pipeline's PPO "
-                             "resumes exactly (test_pipeline)"))],
+     ("chat-ppo", "questions")],
 )  # fmt: skip
 def test_a_stage_resumes_exactly(chain, tmp_path, task, data):
     root, f = chain

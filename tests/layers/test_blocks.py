@@ -70,6 +70,17 @@ def test_decode_layout_linear_equals_nn_linear_and_never_goes_stale():
             x = torch.randn(1, rows, 8)
             torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
     assert layer(torch.randn(4, 8)).requires_grad  # training still goes through nn.Linear's path
+    # PyTorch's fused AdamW updates in place without bumping the version: a step must still retire the copies
+    prepare_decode(layer)
+    opt = torch.optim.AdamW(layer.parameters(), lr=0.5, fused=True)
+    layer(torch.randn(3, 8)).square().sum().backward()
+    version = layer.weight._version
+    opt.step()
+    assert layer.weight._version == version  # what the version counter alone would have missed
+    with torch.no_grad():
+        for rows in (1, 4):
+            x = torch.randn(rows, 8)
+            torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
     release_decode(layer)
     assert layer.decode_weight is None and layer.packed_weight is None
     narrow = Linear(24, 8)  # (out < in): nn.Linear's layout beats the transposed one; only a packed copy

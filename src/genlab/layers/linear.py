@@ -18,9 +18,11 @@ when no gradient is needed:
   41 ms vs 70-80 ms; 768 -> 3072 in 2.6 vs 4.6 ms). Only for float32 weights on a CPU with
   oneDNN; elsewhere these rows take the transposed copy (up to ``DECODE_ROWS``) or nn.Linear.
 
-Both copies record the weight's version counter and are ignored as soon as the weight changes
-(an optimizer step, ``load_state_dict``). More rows than that (prefill, training) take
-nn.Linear's path, the reference every fast path is tested against.
+Both copies record the weight's version counter and the count of optimizer steps taken in the
+process, and are ignored as soon as either moves: ``load_state_dict`` and in-place updates bump
+the version, but PyTorch's fused AdamW updates parameters without bumping it, so an optimizer
+step anywhere (a global step hook) also retires every copy. More rows than that (prefill,
+training) take nn.Linear's path, the reference every fast path is tested against.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 DECODE_ROWS = 16  # at most this many rows may use the transposed copy (when there is no packed one)
 PACKED_ROWS = 64  # 2..PACKED_ROWS rows use the oneDNN-packed copy
@@ -48,11 +51,22 @@ def _onednn() -> bool:
 
 ONEDNN = _onednn()
 
+_optimizer_steps = 0  # optimizer steps taken in this process (any optimizer): copies older than a step are stale
+
+
+def _count_step(optimizer, args, kwargs) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+register_optimizer_step_post_hook(_count_step)
+
 
 class Linear(nn.Linear):
     decode_weight: torch.Tensor | None = None  # (in, out): the one-row layout
     packed_weight: torch.Tensor | None = None  # oneDNN's blocked layout of (out, in)
     _decode_version: int = -1
+    _decode_steps: int = -1  # _optimizer_steps when the copies were made
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.decode_weight is not None or self.packed_weight is not None) and self._fresh(x):
@@ -72,6 +86,7 @@ class Linear(nn.Linear):
         """The copies may stand in for the weight: unchanged since made, no gradient wanted, same dtype."""
         return (
             self._decode_version == self.weight._version
+            and self._decode_steps == _optimizer_steps
             and not (torch.is_grad_enabled() and self.weight.requires_grad)
             and x.dtype == self.weight.dtype
             and x.device == self.weight.device
@@ -90,7 +105,8 @@ def prepare_decode(model: nn.Module, packed: bool = True) -> int:
             continue
         w = layer.weight
         has_copies = layer.decode_weight is not None or layer.packed_weight is not None
-        if id(w) in done or (has_copies and layer._decode_version == w._version):
+        if id(w) in done or (has_copies and layer._decode_version == w._version
+                             and layer._decode_steps == _optimizer_steps):  # fmt: skip
             continue
         done.add(id(w))
         layer.decode_weight = layer.packed_weight = None
@@ -101,7 +117,7 @@ def prepare_decode(model: nn.Module, packed: bool = True) -> int:
             if packed and ONEDNN and w.dtype == torch.float32 and w.device.type == "cpu":
                 layer.packed_weight = torch.ops.mkldnn._reorder_linear_weight(w.detach(), DECODE_ROWS)
                 total += w.numel() * w.element_size()
-        layer._decode_version = w._version
+        layer._decode_version, layer._decode_steps = w._version, _optimizer_steps
     return total
 
 
