@@ -32,6 +32,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -128,7 +129,7 @@ def gpt_part(args: argparse.Namespace) -> dict:
             train_losses.append(loss.item())
             if step + 1 in points:
                 curve.append({"step": step + 1, "val_loss": evaluate()})
-                print(json.dumps({"part": "gpt", "kind": name, **curve[-1]}), flush=True)
+                print(json.dumps({"part": "gpt", "kind": name, **curve[-1]}), file=sys.stderr, flush=True)
         runs[name] = {
             "config": opts,
             "val_loss": curve[-1]["val_loss"],
@@ -216,7 +217,7 @@ def encoder_part(args: argparse.Namespace) -> dict:
             train_losses.append(loss.item())
             if step + 1 in points:
                 curve.append({"step": step + 1, "val_acc": accuracy(val_ids, val_y)})
-                print(json.dumps({"part": "encoder", "kind": name, **curve[-1]}), flush=True)
+                print(json.dumps({"part": "encoder", "kind": name, **curve[-1]}), file=sys.stderr, flush=True)
         runs[name] = {
             "config": opts,
             "val_acc": curve[-1]["val_acc"],
