@@ -29,15 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import cpu_model  # benchmarks/machine.py
 
 from genlab.data.bible_books import book_passages, kjv_books, largest_books
 from genlab.data.sources import read_text
@@ -47,17 +46,6 @@ from genlab.models.gpt import GPT, GPTConfig
 from genlab.tokenizers.char import CharTokenizer
 from genlab.training.optim import adamw
 from genlab.training.schedules import warmup_cosine
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load() -> list[float]:
@@ -274,7 +262,7 @@ def main() -> None:
         args.context, args.passage, args.steps, args.enc_steps = 256, 255, 2, 2
         args.window, args.enc_window, args.linformer_k, args.eval_batches, args.evals = 32, 32, 32, 1, 1
     torch.set_num_threads(args.threads)
-    out: dict = {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__, "load_start": load()}
+    out: dict = {"cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__, "load_start": load()}
     t0 = time.perf_counter()
     if "gpt" in args.parts:
         out["gpt"] = gpt_part(args)
