@@ -52,6 +52,20 @@ def load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+def summary(curve, train_losses, steps, tokens_per_step, t0, times, load_start, model) -> dict:
+    """What every run of either part reports beside its own metric: curve, losses, budget, time, size."""
+    return {
+        "val_curve": curve,
+        "train_loss_last10": round(statistics.fmean(train_losses[-10:]), 4),
+        "steps": steps,
+        "tokens": steps * tokens_per_step,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "step_s": round(statistics.fmean(times[2:] or times), 3),
+        "load_start_end": [load_start, load()],
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+
+
 def eval_points(steps: int, n: int) -> set[int]:
     """``n`` evaluation steps spread evenly, the last one included."""
     return {round(steps * (i + 1) / n) for i in range(n)}
@@ -118,18 +132,8 @@ def gpt_part(args: argparse.Namespace) -> dict:
             if step + 1 in points:
                 curve.append({"step": step + 1, "val_loss": evaluate()})
                 print(json.dumps({"part": "gpt", "kind": name, **curve[-1]}), file=sys.stderr, flush=True)
-        runs[name] = {
-            "config": opts,
-            "val_loss": curve[-1]["val_loss"],
-            "val_curve": curve,
-            "train_loss_last10": round(statistics.fmean(train_losses[-10:]), 4),
-            "steps": args.steps,
-            "tokens": args.steps * B * T,
-            "seconds": round(time.perf_counter() - t0, 1),
-            "step_s": round(statistics.fmean(times[2:] or times), 3),
-            "load_start_end": [load_start, load()],
-            "params": sum(p.numel() for p in model.parameters()),
-        }
+        runs[name] = {"config": opts, "val_loss": curve[-1]["val_loss"],
+                      **summary(curve, train_losses, args.steps, B * T, t0, times, load_start, model)}  # fmt: skip
     base = runs["sdpa"]["val_loss"]
     for r in runs.values():
         r["val_loss_minus_sdpa"] = round(r["val_loss"] - base, 4)
@@ -206,19 +210,9 @@ def encoder_part(args: argparse.Namespace) -> dict:
             if step + 1 in points:
                 curve.append({"step": step + 1, "val_acc": accuracy(val_ids, val_y)})
                 print(json.dumps({"part": "encoder", "kind": name, **curve[-1]}), file=sys.stderr, flush=True)
-        runs[name] = {
-            "config": opts,
-            "val_acc": curve[-1]["val_acc"],
-            "test_acc": accuracy(test_ids, test_y),  # once, at the end
-            "val_curve": curve,
-            "train_loss_last10": round(statistics.fmean(train_losses[-10:]), 4),
-            "steps": args.enc_steps,
-            "tokens": args.enc_steps * B * T,
-            "seconds": round(time.perf_counter() - t0, 1),
-            "step_s": round(statistics.fmean(times[2:] or times), 3),
-            "load_start_end": [load_start, load()],
-            "params": sum(p.numel() for p in model.parameters()),
-        }
+        runs[name] = {"config": opts, "val_acc": curve[-1]["val_acc"],
+                      "test_acc": accuracy(test_ids, test_y),  # once, at the end
+                      **summary(curve, train_losses, args.enc_steps, B * T, t0, times, load_start, model)}  # fmt: skip
     for r in runs.values():
         r["step_time_vs_sdpa"] = round(r["step_s"] / runs["sdpa"]["step_s"], 3)
     return {
