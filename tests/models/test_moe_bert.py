@@ -160,3 +160,20 @@ def test_an_mlm_run_with_four_experts_trains_end_to_end(fortunes, tmp_path):
     model, _, config = load_run(tmp_path / "run")
     assert config["model"]["moe"]["num_experts"] == 4 and len(model.moe_layers) == 2
     assert model.moe_layers[0].router.weight.shape == (4, 32)
+
+
+def test_fine_tuning_losses_pass_an_moe_encoder_s_balancing_loss_to_the_engine():
+    from genlab.objectives.classification import sequence_classification_loss
+    from genlab.rag.reader import span_extraction_loss
+
+    torch.manual_seed(0)
+    batch = {"input_ids": torch.randint(5, 128, (3, 9)), "attention_mask": torch.ones(3, 9, dtype=torch.long),
+             "token_type_ids": torch.zeros(3, 9, dtype=torch.long), "labels": torch.tensor([0, 1, 0]),
+             "start_positions": torch.tensor([1, 2, 0]), "end_positions": torch.tensor([3, 2, 0])}  # fmt: skip
+    for cfg, has_aux in ((preset("bert-moe-micro"), True), (preset("bert-micro"), False)):
+        model = Bert(dataclasses.replace(cfg, heads=["sequence", "qa"]))
+        for loss_fn in (sequence_classification_loss, span_extraction_loss):
+            loss, metrics = loss_fn(model, batch)
+            assert ("aux_loss" in metrics) == has_aux
+            if has_aux:  # the router's loss, with its gradient: the engine adds it to what it backpropagates
+                assert metrics["aux_loss"].requires_grad and float(metrics["aux_loss"]) > 0

@@ -37,3 +37,11 @@ def logits_of(out: torch.Tensor | ModelOutput) -> torch.Tensor:
     if isinstance(out, ModelOutput):
         return out.logits
     raise TypeError(f"expected a logits tensor or a ModelOutput, got {type(out).__name__}")
+
+
+def aux_metric(out) -> dict[str, torch.Tensor]:
+    """``{"aux_loss": out.aux_loss}`` when a model's output carries one (an MoE model's balancing
+    loss), else ``{}``: what a fine-tuning objective merges into its metrics so the training engine
+    backpropagates it, as the pretraining objectives do."""
+    aux = getattr(out, "aux_loss", None)
+    return {} if aux is None else {"aux_loss": aux}

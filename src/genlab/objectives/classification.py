@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genlab.models.outputs import aux_metric
+
 
 def classification_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     x, y = batch
@@ -30,7 +32,9 @@ def evaluate_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batc
 
 def sequence_classification_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Cross-entropy of an encoder's sequence-classification head on a padded batch
-    (``input_ids``, ``attention_mask``, ``labels``), with the batch's training accuracy."""
-    logits = model(batch["input_ids"], batch["attention_mask"], heads=["sequence"]).logits.float()  # (B, K)
+    (``input_ids``, ``attention_mask``, ``labels``), with the batch's training accuracy (and an MoE
+    encoder's balancing loss as ``aux_loss``)."""
+    out = model(batch["input_ids"], batch["attention_mask"], heads=["sequence"])
+    logits = out.logits.float()  # (B, K)
     loss = F.cross_entropy(logits, batch["labels"])
-    return loss, {"train_accuracy": (logits.argmax(-1) == batch["labels"]).float().mean().item()}
+    return loss, {"train_accuracy": (logits.argmax(-1) == batch["labels"]).float().mean().item(), **aux_metric(out)}

@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genlab.models.outputs import aux_metric
 from genlab.objectives.masked_lm import IGNORE_INDEX
 
 
@@ -176,7 +177,8 @@ def sequence_distillation_loss(
     with torch.no_grad():
         t_out = teacher(ids, mask, heads=["sequence"])
     s_out = student(ids, mask, heads=["sequence"])
-    return distillation_loss(
+    loss, metrics = distillation_loss(
         s_out.logits, t_out.logits, batch["labels"], s_out.hidden, t_out.hidden, mask,
         temperature=temperature, alpha_ce=alpha_soft, alpha_mlm=alpha_hard, alpha_cos=alpha_cos,
     )  # fmt: skip
+    return loss, {**metrics, **aux_metric(s_out)}  # an MoE student's balancing loss

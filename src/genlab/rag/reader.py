@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from genlab.core.errors import ConfigError
+from genlab.models.outputs import aux_metric
 from genlab.rag.answer import NOT_IN_KB, Answer, Citation, should_abstain
 from genlab.rag.types import Chunk, Hit
 
@@ -113,14 +114,15 @@ def span_targets(w: Windows, answers: Sequence[tuple[int, int]]) -> tuple[list[i
 
 def span_extraction_loss(model, batch: dict) -> tuple[torch.Tensor, dict]:
     """BERT's SQuAD loss: the mean of the start and end cross-entropies over each window's real
-    tokens (``start_positions``, ``end_positions``; 0 = [CLS] = no answer in this window)."""
+    tokens (``start_positions``, ``end_positions``; 0 = [CLS] = no answer in this window); an MoE
+    encoder's balancing loss is passed on as ``aux_loss``."""
     out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], heads=["qa"])
     pad = batch["attention_mask"] == 0
     start = out.start_logits.float().masked_fill(pad, float("-inf"))  # (W, T)
     end = out.end_logits.float().masked_fill(pad, float("-inf"))  # (W, T)
     loss = (F.cross_entropy(start, batch["start_positions"]) + F.cross_entropy(end, batch["end_positions"])) / 2
     hit = (start.argmax(-1) == batch["start_positions"]) & (end.argmax(-1) == batch["end_positions"])
-    return loss, {"train_span_accuracy": hit.float().mean().item()}
+    return loss, {"train_span_accuracy": hit.float().mean().item(), **aux_metric(out)}
 
 
 def best_span(start: torch.Tensor, end: torch.Tensor, context: torch.Tensor,
