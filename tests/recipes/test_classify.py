@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from genlab.core.errors import ConfigError, DataError
-from genlab.data.images import ImageBatches, load_digits
+from genlab.data.images import ImageBatches, augment, load_digits
 from genlab.recipes.classify import train
 
 RECIPE = {
@@ -40,6 +40,40 @@ def test_two_ranks_split_the_global_batch():
     assert torch.equal(torch.cat([r0, r1]), one)
     with pytest.raises(DataError):
         ImageBatches(images[:3], labels[:3], 8)
+
+
+def test_augment_translates_and_mirrors_each_image():
+    x = torch.arange(2 * 25, dtype=torch.float32).reshape(2, 1, 5, 5)
+    assert torch.equal(augment(x), x)  # nothing asked: untouched
+    torch.manual_seed(0)
+    for _ in range(20):
+        y = augment(x, shift=2, fill=-1.0)
+        assert y.shape == x.shape
+        for i in range(2):
+            kept = y[i, 0][y[i, 0] >= 0]  # the pixels of the image that stay inside the frame
+            rows, cols = torch.nonzero(y[i, 0] >= 0, as_tuple=True)
+            dr, dc = (kept.long() - 25 * i) // 5 - rows, (kept.long() - 25 * i) % 5 - cols
+            assert len(set(dr.tolist())) == 1 and len(set(dc.tolist())) == 1  # one offset per image
+            assert abs(int(dr[0])) <= 2 and abs(int(dc[0])) <= 2
+    flips = [augment(x, flip=True) for _ in range(20)]
+    assert all(torch.equal(f[i], x[i]) or torch.equal(f[i], x[i].flip(-1)) for f in flips for i in range(2))
+    assert any(torch.equal(f[0], x[0].flip(-1)) for f in flips) and any(torch.equal(f[0], x[0]) for f in flips)
+
+
+def test_augmented_batches_keep_labels_and_resume_exactly(tmp_path):
+    images, labels = np.random.default_rng(0).integers(0, 256, (40, 6, 6), dtype=np.uint8), np.arange(40) % 10
+    plain = next(ImageBatches(images, labels, 8, seed=1))
+    torch.manual_seed(0)
+    x, y = next(ImageBatches(images, labels, 8, seed=1, shift=2, flip=True))
+    assert torch.equal(y, plain[1]) and x.shape == plain[0].shape and not torch.equal(x, plain[0])
+    recipe = {**RECIPE, "data": {**RECIPE["data"], "shift": 1, "flip": True}}
+    train(recipe, tmp_path / "a")
+    train({**recipe, "train": {**recipe["train"], "max_steps": 30, "decay_steps": 60}}, tmp_path / "b")
+    train({**recipe, "train": {**recipe["train"], "decay_steps": 60}}, tmp_path / "b", resume=True)
+    a, b = (json.loads((tmp_path / n / "results.json").read_text()) for n in "ab")
+    assert a["test_loss"] == pytest.approx(b["test_loss"], abs=1e-7)  # the augmentation's draws resume too
+    with pytest.raises(ConfigError, match="data.shift"):
+        train({**RECIPE, "data": {**RECIPE["data"], "shift": -1}}, tmp_path / "c")
 
 
 def test_classify_recipe_trains_and_scores_the_test_set(tmp_path):

@@ -23,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from genlab.core.errors import DataError
 from genlab.data.batches import ShuffledBatches
@@ -189,7 +190,8 @@ def select(
 
 
 class ImageBatches(ShuffledBatches):
-    """Endless shuffled mini-batches ``(x, y)``: x float32 (B, 1, H, W) in [0, 1], y int64 (B,).
+    """Endless shuffled mini-batches ``(x, y)``: x float32 (B, 1, H, W) in [0, 1], y int64 (B,),
+    augmented by :func:`augment` when ``shift`` or ``flip`` is set.
 
     The order is :class:`~genlab.data.batches.ShuffledBatches`'s: a fresh seeded permutation each
     epoch, exact resume from ``state_dict()``, and under data parallelism each rank takes its
@@ -204,21 +206,43 @@ class ImageBatches(ShuffledBatches):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        shift: int = 0,
+        flip: bool = False,
     ):
         if len(images) < batch_size * world_size:
             raise DataError(f"{len(images)} images cannot fill a global batch of {batch_size * world_size}")
         self.images = torch.from_numpy(np.ascontiguousarray(images))  # uint8 (N, H, W)
         self.labels = torch.from_numpy(labels.astype(np.int64))
+        self.shift, self.flip = shift, flip
         super().__init__(len(images), batch_size, self._collate, seed, rank, world_size)
 
     def _collate(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.from_numpy(index)
-        return to_float(self.images[index]), self.labels[index]
+        return augment(to_float(self.images[index]), self.shift, self.flip), self.labels[index]
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W) -> float32 (N, 1, H, W) in [0, 1]."""
     return images.unsqueeze(1).float().div_(255.0)
+
+
+def augment(x: torch.Tensor, shift: int = 0, flip: bool = False, fill: float = 0.0) -> torch.Tensor:
+    """Training augmentation of float images (B, C, S, S): each image translated by a random offset of
+    up to ``shift`` pixels per axis (the border filled with ``fill``) and, with ``flip``, mirrored
+    left-right with probability 1/2. The draws come from the global RNG, which a checkpoint restores."""
+    if shift:
+        B, S = x.size(0), x.size(-1)
+        padded = F.pad(x, (shift, shift, shift, shift), value=fill)  # (B, C, S + 2s, S + 2s)
+        offsets = torch.randint(0, 2 * shift + 1, (B, 2))  # (B, 2): top, left corner of each crop
+        span = torch.arange(S)
+        rows = (offsets[:, 0, None] + span)[:, None, :, None]  # (B, 1, S, 1)
+        cols = (offsets[:, 1, None] + span)[:, None, None, :]  # (B, 1, 1, S)
+        x = padded.gather(2, rows.expand(B, x.size(1), S, S + 2 * shift))  # (B, C, S, S + 2s)
+        x = x.gather(3, cols.expand(B, x.size(1), S, S))  # (B, C, S, S)
+    if flip:
+        mirror = torch.rand(x.size(0)) < 0.5
+        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
+    return x
 
 
 def perturb(images: torch.Tensor, rate: float) -> torch.Tensor:

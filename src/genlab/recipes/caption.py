@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from genlab.core.config import from_dict, merge, to_dict
 from genlab.core.errors import ConfigError, DataError
 from genlab.data.batches import ShuffledBatches
+from genlab.data.images import augment
 from genlab.eval.captioning import caption_metrics, nearest_neighbour_captions
 from genlab.generation.decode import GenerationConfig, generate
 from genlab.models import build_model, family_of
@@ -182,15 +183,7 @@ def collate(images: torch.Tensor, ids: list[list[int]], rows, pad: int, shift: i
     """A batch: images (B, C, S, S), input ids (B, T) = caption[:-1] and labels (B, T) = caption[1:],
     padded (labels with -100). Augmentation draws from the global RNG (a checkpoint restores it)."""
     rows = list(rows)
-    x = images[rows]  # (B, C, S, S)
-    if shift:
-        S = x.size(-1)
-        padded = F.pad(x, (shift, shift, shift, shift), value=fill)  # (B, C, S + 2s, S + 2s)
-        offsets = torch.randint(0, 2 * shift + 1, (len(rows), 2)).tolist()
-        x = torch.stack([padded[i, :, a : a + S, b : b + S] for i, (a, b) in enumerate(offsets)])
-    if flip:
-        mirror = torch.rand(len(rows)) < 0.5
-        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
+    x = augment(images[rows], shift, flip, fill)  # (B, C, S, S)
     T = max(len(ids[r]) for r in rows) - 1
     inp = torch.full((len(rows), T), pad, dtype=torch.long)
     labels = torch.full((len(rows), T), IGNORE, dtype=torch.long)

@@ -31,6 +31,8 @@ class ImageDataConfig:
     label_fraction: float = 1.0  # keep this stratified fraction of each class (train and val), e.g. 0.01
     augment_run: str = ""  # a conditional VAE/GAN run: add its samples to the training images
     augment_per_class: int = 0  # generated images per class from augment_run
+    shift: int = 0  # training augmentation: random translation by up to this many pixels per axis
+    flip: bool = False  # training augmentation: random left-right mirroring
 
 
 @dataclass
@@ -71,7 +73,9 @@ def _prepare(r: ClassifyRecipe, s: runner.Session) -> runner.Setup:
         )
     s.start(merge(to_dict(r), {"model": {"family": family_of(cfg), **to_dict(cfg)}}))
     model = rt.wrap(build_model(cfg))
-    batches = lambda: ImageBatches(train_x, train_y, t.batch_size, t.seed, rt.rank, rt.world_size)
+    if d.shift < 0:
+        raise ConfigError(f"data.shift must be >= 0 pixels, got {d.shift}")
+    batches = lambda: ImageBatches(train_x, train_y, t.batch_size, t.seed, rt.rank, rt.world_size, d.shift, d.flip)
     data = batches()
     val_x, val_y = to_float(torch.from_numpy(val_x)), torch.from_numpy(val_y.astype("int64"))
 
