@@ -87,12 +87,12 @@ def test_attention_maps_are_the_eager_weights_and_forward_matches_the_eager_back
 def test_hybrid_tokens_are_the_stem_feature_map():
     cfg = preset("hybrid-fashion")
     model = ViT(cfg).eval()
-    assert cfg.grid == 7 and cfg.n_tokens == 49 and cfg.arch == "hybrid-vgg"
+    assert cfg.grid == 3 and cfg.n_tokens == 9 and cfg.arch == "hybrid-vgg"
     x = torch.rand(2, 1, 28, 28)
     fmap = model.stem(x)
-    assert fmap.shape == (2, 32, 7, 7)
+    assert fmap.shape == (2, 64, 3, 3)  # 28 -> 14 -> 7 -> 3 (each VGG stage max-pools by 2)
     out = model(x, attentions=True)
-    assert out.attentions[0].shape == (2, cfg.n_head, 49, 49)
+    assert out.attentions[0].shape == (2, cfg.n_head, 9, 9)
     resnet = ViT(dataclasses.replace(cfg, stem="resnet", stem_widths=[8, 16], patch_size=7))
     assert resnet(x).shape == (2, 10)
 

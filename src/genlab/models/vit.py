@@ -328,7 +328,9 @@ def vit_fashion_p7() -> ViTConfig:
 
 @register("hybrid-fashion")
 def hybrid_fashion() -> ViTConfig:
-    """CNN + Transformer: the two VGG stages of ``cnn-fashion`` (16, 32 channels: a 7 x 7 x 32 map),
-    each cell a token (patch 1, 49 tokens), then 2 Transformer layers 96 wide and mean pooling."""
-    return ViTConfig(image_size=28, patch_size=1, in_channels=1, n_classes=10, n_layer=2, n_head=4, n_embd=96,
-                     mlp_ratio=2.0, pool="mean", norm_eps=1e-6, stem="vgg", stem_widths=[16, 32])  # fmt: skip
+    """CNN + Transformer: the two VGG stages of ``cnn-fashion`` (16, 32 channels) and a third (64: a
+    3 x 3 x 64 map), each cell a token (patch 1, 9 tokens), then 2 Transformer layers 128 wide and mean
+    pooling. A short sequence lets the Transformer be wide: 806 images/s of training on 2 AVX2 cores,
+    where the 7 x 7 map's 49 tokens at 96 wide ran at 600."""
+    return ViTConfig(image_size=28, patch_size=1, in_channels=1, n_classes=10, n_layer=2, n_head=4, n_embd=128,
+                     mlp_ratio=2.0, pool="mean", norm_eps=1e-6, stem="vgg", stem_widths=[16, 32, 64])  # fmt: skip
