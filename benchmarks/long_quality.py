@@ -12,7 +12,9 @@ Two parts; inside a part every run has the same model, data, steps, seed and bat
    ``kjv``, real), the --books books with the most text, each split by position 70 / 15 / 15
    (genlab.data.bible_books: no passage crosses a split, val / test balanced per book). Input is
    [CLS] + the passage's characters (length passage + 1 = the Linformer's fixed length), a
-   small BERT with the sequence head on [CLS]. Full SDPA vs Longformer (window --enc-window,
+   small BERT; the class is read by a linear layer from the mean of the final hidden states
+   (``--enc-pool mean``, the default) or from BERT's own sequence head on [CLS]
+   (``--enc-pool cls``). Full SDPA vs Longformer (window --enc-window,
    w/2 each side) vs Linformer (k = --linformer-k). Val accuracy at a few points, test
    accuracy once at the end (nothing is chosen on it), chance = 1 / books.
 
@@ -32,6 +34,7 @@ import os
 import statistics
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -71,8 +74,8 @@ def eval_points(steps: int, n: int) -> set[int]:
     return {round(steps * (i + 1) / n) for i in range(n)}
 
 
-def set_lr(opt: torch.optim.Optimizer, step: int, args: argparse.Namespace, steps: int) -> None:
-    lr = warmup_cosine(step, args.lr, args.lr / 10, max(1, steps // 10), steps)
+def set_lr(opt: torch.optim.Optimizer, step: int, peak: float, steps: int) -> None:
+    lr = warmup_cosine(step, peak, peak / 10, max(1, steps // 10), steps)
     for group in opt.param_groups:
         group["lr"] = lr
 
@@ -119,7 +122,7 @@ def gpt_part(args: argparse.Namespace) -> dict:
         points = eval_points(args.steps, args.evals)
         load_start, t0 = load(), time.perf_counter()
         for step in range(args.steps):
-            set_lr(opt, step, args, args.steps)
+            set_lr(opt, step, args.lr, args.steps)
             x, y = next(windows)
             s = time.perf_counter()
             loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
@@ -153,13 +156,24 @@ def gpt_part(args: argparse.Namespace) -> dict:
 # ------------------------------------------------------------------------------ part 2: encoder
 
 
+class MeanPooled(torch.nn.Module):
+    """A Bert body whose class logits are a linear map of the mean of its final hidden states."""
+
+    def __init__(self, body: Bert, labels: int):
+        super().__init__()
+        self.body, self.head = body, torch.nn.Linear(body.config.n_embd, labels)
+
+    def forward(self, ids: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(logits=self.head(self.body(ids, heads=()).hidden.mean(1)))  # (B, labels)
+
+
 def encoder_part(args: argparse.Namespace) -> dict:
     books = kjv_books()
     names = largest_books(books, args.books)
     data = book_passages(books, names, args.passage, train_fraction=0.7, val_fraction=0.15)
     tok = CharTokenizer.train("".join(books.values()))
     cls_id = tok.vocab_size  # one extra id after the characters
-    T, B = args.passage + 1, args.batch
+    T, B = args.passage + 1, args.enc_batch
 
     def encode(texts: list[str]) -> torch.Tensor:
         rows = [np.concatenate([[cls_id], tok.encode_np(t)]) for t in texts]
@@ -176,13 +190,14 @@ def encoder_part(args: argparse.Namespace) -> dict:
     runs = {}
     for name, opts in kinds.items():
         torch.manual_seed(args.seed)
+        cls = args.enc_pool == "cls"
         cfg = BertConfig(
             vocab_size=tok.vocab_size + 1, block_size=T, type_vocab_size=0, n_layer=args.enc_layers,
-            n_head=args.dim // 64, n_embd=args.dim, pad_token_id=None, heads=["sequence"],
-            num_labels=len(names), dropout=0.1, attention_dropout=0.1, **opts,
+            n_head=args.dim // 64, n_embd=args.dim, pad_token_id=None, heads=["sequence"] if cls else [],
+            pooler=cls, num_labels=len(names), dropout=0.1, attention_dropout=args.enc_attn_dropout, **opts,
         )  # fmt: skip
-        model = Bert(cfg)
-        opt = adamw(model, args.lr, weight_decay=0.01)
+        model = MeanPooled(Bert(cfg), len(names)) if not cls else Bert(cfg)
+        opt = adamw(model, args.enc_lr, weight_decay=0.01)
         rng = np.random.default_rng(args.seed)
 
         def accuracy(ids: torch.Tensor, labels: np.ndarray, model=model) -> float:
@@ -196,7 +211,7 @@ def encoder_part(args: argparse.Namespace) -> dict:
         points = eval_points(args.enc_steps, args.evals)
         load_start, t0 = load(), time.perf_counter()
         for step in range(args.enc_steps):
-            set_lr(opt, step, args, args.enc_steps)
+            set_lr(opt, step, args.enc_lr, args.enc_steps)
             texts, labels = data.train_batch(B, rng)
             x, y = encode(texts), torch.from_numpy(labels)
             s = time.perf_counter()
@@ -221,7 +236,10 @@ def encoder_part(args: argparse.Namespace) -> dict:
         "passage_chars": args.passage,
         "sequence": T,
         "batch": B,
-        "model": f"BERT {args.enc_layers} layers x {args.dim}, {args.dim // 64} heads, [CLS] head",
+        "model": f"BERT {args.enc_layers} layers x {args.dim}, {args.dim // 64} heads, "
+        + ("[CLS] head" if args.enc_pool == "cls" else "linear head on the mean hidden state"),
+        "attention_dropout": args.enc_attn_dropout,
+        "lr": args.enc_lr,
         "val_passages": len(val_ids),
         "test_passages": len(test_ids),
         "chance": round(1 / len(names), 4),
@@ -238,7 +256,13 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="smoke mode: context 256, 2 steps, one eval batch")
     p.add_argument("--context", type=int, default=4096)
     p.add_argument("--passage", type=int, default=4096)
-    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--batch", type=int, default=2, help="GPT batch")
+    p.add_argument("--enc-batch", type=int, default=4, help="encoder batch")
+    p.add_argument("--enc-lr", type=float, default=1e-3, help="encoder peak learning rate")
+    p.add_argument("--enc-pool", choices=["mean", "cls"], default="mean",
+                   help="encoder class head: on the mean of the hidden states, or BERT's on [CLS]")  # fmt: skip
+    p.add_argument("--enc-attn-dropout", type=float, default=0.0,
+                   help="encoder attention dropout (0 keeps SDPA on its fused kernel)")  # fmt: skip
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--gpt-layers", type=int, default=2)
     p.add_argument("--enc-layers", type=int, default=2)

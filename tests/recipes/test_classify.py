@@ -101,3 +101,22 @@ def test_image_size_mismatch_names_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="model.image_size=8"):
         train(bad, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_label_smoothing_trains_against_the_smoothed_target(tmp_path):
+    from genlab.objectives.classification import classification_loss
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    x, y = torch.randn(5, 4), torch.tensor([0, 2, 1, 1, 0])
+    logp = model(x).log_softmax(-1)
+    target = torch.full((5, 3), 0.2 / 3).scatter_(1, y[:, None], 0.8 + 0.2 / 3)  # (1 - eps) one-hot + eps / K
+    expected = -(target * logp).sum(-1).mean()
+    assert float(classification_loss(model, (x, y), 0.2)) == pytest.approx(float(expected), abs=1e-6)
+    assert float(classification_loss(model, (x, y))) == pytest.approx(float(-logp[range(5), y].mean()), abs=1e-6)
+    smoothed = train({**RECIPE, "label_smoothing": 0.1, "train": {**RECIPE["train"], "max_steps": 30}}, tmp_path / "s")
+    first = next(r["train_loss"] for r in smoothed.history if "train_loss" in r)
+    plain = train({**RECIPE, "train": {**RECIPE["train"], "max_steps": 30}}, tmp_path / "p")
+    assert first != next(r["train_loss"] for r in plain.history if "train_loss" in r)  # the recipe passes it on
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        train({**RECIPE, "label_smoothing": 1.0}, tmp_path / "c")

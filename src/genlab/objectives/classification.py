@@ -12,9 +12,13 @@ import torch.nn.functional as F
 from genlab.models.outputs import aux_metric
 
 
-def classification_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def classification_loss(
+    model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Cross-entropy of the logits against the labels; ``label_smoothing`` eps trains against
+    (1 - eps) one-hot + eps / classes (Szegedy et al. 2016)."""
     x, y = batch
-    return F.cross_entropy(model(x).float(), y)
+    return F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
 
 
 @torch.no_grad()

@@ -41,6 +41,7 @@ class ClassifyRecipe:
     model: dict = field(default_factory=lambda: {"preset": "cnn-fashion"})
     data: ImageDataConfig = field(default_factory=ImageDataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    label_smoothing: float = 0.0  # training loss only; validation and test losses are plain cross-entropy
 
 
 def _prepare(r: ClassifyRecipe, s: runner.Session) -> runner.Setup:
@@ -75,6 +76,8 @@ def _prepare(r: ClassifyRecipe, s: runner.Session) -> runner.Setup:
     model = rt.wrap(build_model(cfg))
     if d.shift < 0:
         raise ConfigError(f"data.shift must be >= 0 pixels, got {d.shift}")
+    if not 0.0 <= r.label_smoothing < 1.0:
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {r.label_smoothing}")
     batches = lambda: ImageBatches(train_x, train_y, t.batch_size, t.seed, rt.rank, rt.world_size, d.shift, d.flip)
     data = batches()
     val_x, val_y = to_float(torch.from_numpy(val_x)), torch.from_numpy(val_y.astype("int64"))
@@ -83,7 +86,7 @@ def _prepare(r: ClassifyRecipe, s: runner.Session) -> runner.Setup:
         m = evaluate_classifier(models["model"], val_x, val_y)
         return {"val_loss": m["loss"], "val_accuracy": m["accuracy"]}
 
-    loss = lambda ms, batch: classification_loss(ms["model"], batch)
+    loss = lambda ms, batch: classification_loss(ms["model"], batch, r.label_smoothing)
     trainer = Trainer(
         {"model": model}, {"model": adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))}, [Phase(loss)], rt, t,
         run_dir=run_dir, evaluate=evaluate, count=lambda batch: len(batch[0]), unit="img",
