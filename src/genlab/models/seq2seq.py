@@ -113,6 +113,7 @@ class Seq2SeqConfig:
     eos_id: int = 1
     decoder_start_id: int = 0
     init_std: float = 0.02
+    emb_init_std: float = 0.0  # std of the token tables at initialisation; 0: the rule of reset_parameters
 
     def __post_init__(self):
         checks = {
@@ -274,14 +275,18 @@ class Seq2Seq(nn.Module):
         return [*self.encoder, *self.decoder]
 
     def reset_parameters(self) -> None:
-        """N(0, init_std) for weights, zeros for biases, ones for norm gains. Token tables of models
-        that scale them by sqrt(C) start at N(0, C^-1/2) (so s E has unit scale, as in fairseq);
-        unscaled attention (T5) starts its query weights at std / sqrt(D), the factor T5 folds
-        into its initialisation instead of dividing the scores."""
+        """N(0, init_std) for weights, zeros for biases, ones for norm gains. Token tables start at
+        N(0, emb_init_std) when it is set (T5: 1.0, so that with the C^-1/2 of its tied head the
+        first logits have unit scale, as in Raffel et al.'s Mesh TensorFlow code); otherwise tables
+        of models that scale them by sqrt(C) start at N(0, C^-1/2) (so s E has unit scale, as in
+        fairseq) and the rest at init_std. Unscaled attention (T5) starts its query weights at
+        std / sqrt(D), the factor T5 folds into its initialisation instead of dividing the scores."""
         cfg = self.config
         for name, p in self.named_parameters():
             if p.dim() < 2:
                 nn.init.zeros_(p) if name.endswith("bias") else nn.init.ones_(p)
+            elif name.endswith("_emb.weight") and cfg.emb_init_std:
+                nn.init.normal_(p, 0.0, cfg.emb_init_std)
             elif name.endswith("_emb.weight") and cfg.scale_embedding:
                 nn.init.normal_(p, 0.0, cfg.n_embd**-0.5)
             else:
@@ -510,7 +515,7 @@ def _t5(C: int, L: int, H: int, d_ff: int, vocab: int = 32128, block: int = 512,
         vocab_size=vocab, block_size=block, n_layer=L, n_head=H, head_dim=d_kv, n_embd=C, d_ff=d_ff,
         dropout=0.1, bias=False, norm_bias=False, pos="t5_relative", mlp="relu", norm="rmsnorm",
         norm_eps=1e-6, prenorm=True, final_norm=True, scale_attention=False, scale_tied_head=True,
-        pad_id=0, eos_id=1, decoder_start_id=0, init_std=1.0 / math.sqrt(C),
+        pad_id=0, eos_id=1, decoder_start_id=0, init_std=1.0 / math.sqrt(C), emb_init_std=1.0,
     )  # fmt: skip
 
 
