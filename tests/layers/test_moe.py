@@ -230,8 +230,16 @@ def test_auto_kernel_choice():
     assert auto_kernel(torch.zeros(20, 8, dtype=torch.float64), balanced, w) == "bmm"
     assert auto_kernel(torch.zeros(20, 8, dtype=torch.float64), skewed, w) == "loop"  # bmm would pad to 80 rows
     if "grouped_mm" in GROUPED_LINEAR:
-        assert auto_kernel(torch.zeros(20, 8), skewed, w.float()) == "grouped_mm"
-        assert auto_kernel(torch.zeros(20, 8), balanced, w.float()) == "bmm"
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(2)
+            assert auto_kernel(torch.zeros(20, 8), skewed, w.float()) == "grouped_mm"
+            assert auto_kernel(torch.zeros(20, 8), balanced, w.float()) == "bmm"
+            torch.set_num_threads(1)  # one thread: grouped_mm whenever it runs
+            assert auto_kernel(torch.zeros(20, 8), balanced, w.float()) == "grouped_mm"
+            assert auto_kernel(torch.zeros(20, 8, dtype=torch.float64), balanced, w) == "bmm"  # fp64: it cannot
+        finally:
+            torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("kernel", ["reference", *GROUPED_LINEAR])
