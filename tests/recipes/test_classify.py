@@ -112,8 +112,8 @@ def test_label_smoothing_trains_against_the_smoothed_target(tmp_path):
     logp = model(x).log_softmax(-1)
     target = torch.full((5, 3), 0.2 / 3).scatter_(1, y[:, None], 0.8 + 0.2 / 3)  # (1 - eps) one-hot + eps / K
     expected = -(target * logp).sum(-1).mean()
-    assert float(classification_loss(model, (x, y), 0.2)) == pytest.approx(float(expected), abs=1e-6)
-    assert float(classification_loss(model, (x, y))) == pytest.approx(float(-logp[range(5), y].mean()), abs=1e-6)
+    assert classification_loss(model, (x, y), 0.2).item() == pytest.approx(expected.item(), abs=1e-6)
+    assert classification_loss(model, (x, y)).item() == pytest.approx(-logp[range(5), y].mean().item(), abs=1e-6)
     smoothed = train({**RECIPE, "label_smoothing": 0.1, "train": {**RECIPE["train"], "max_steps": 30}}, tmp_path / "s")
     first = next(r["train_loss"] for r in smoothed.history if "train_loss" in r)
     plain = train({**RECIPE, "train": {**RECIPE["train"], "max_steps": 30}}, tmp_path / "p")
