@@ -289,16 +289,15 @@ def _grouped_mm_fits(x: torch.Tensor, *weights: torch.Tensor) -> bool:
 
 
 def auto_kernel(x: torch.Tensor, groups: Groups, *weights: torch.Tensor) -> str:
-    """The kernel measured fastest (benchmarks/moe.py, AMD EPYC): with one thread grouped_mm where
-    it runs (1.14-1.27x the padded bmm, forward + backward, on the benchmark's three shapes); with
-    more, the padded bmm (1.3-3.3x grouped_mm at 2 threads, whose CPU kernel gains less from a
-    second thread), unless padding would more than double the rows (an unbalanced dropless batch);
-    then grouped_mm where it runs, else the loop."""
-    if torch.get_num_threads() == 1 and _grouped_mm_fits(x, *weights):
+    """The kernel measured fastest (benchmarks/moe.py, AMD EPYC, forward + backward on its three
+    shapes): torch's grouped_mm where it runs (at 1 thread 1.14-1.27x the padded bmm, at 2 threads
+    on an idle machine 1.22-1.41x); else the padded bmm, unless padding would more than double the
+    rows (an unbalanced dropless batch); else the loop."""
+    if _grouped_mm_fits(x, *weights):
         return "grouped_mm"
     if max(groups.sizes, default=0) * len(groups.sizes) <= 2 * max(x.size(0), 1):
         return "bmm"
-    return "grouped_mm" if _grouped_mm_fits(x, *weights) else "loop"
+    return "loop"
 
 
 class Experts(nn.Module):
