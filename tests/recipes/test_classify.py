@@ -120,3 +120,4 @@ def test_label_smoothing_trains_against_the_smoothed_target(tmp_path):
     assert first != next(r["train_loss"] for r in plain.history if "train_loss" in r)  # the recipe passes it on
     with pytest.raises(ConfigError, match="label_smoothing"):
         train({**RECIPE, "label_smoothing": 1.0}, tmp_path / "c")
+    assert not (tmp_path / "c").exists()  # refused before the run directory is made

@@ -277,7 +277,7 @@ class Seq2Seq(nn.Module):
     def reset_parameters(self) -> None:
         """N(0, init_std) for weights, zeros for biases, ones for norm gains. Token tables start at
         N(0, emb_init_std) when it is set (T5: 1.0, so that with the C^-1/2 of its tied head the
-        first logits have unit scale, as in Raffel et al.'s Mesh TensorFlow code); otherwise tables
+        first logits have unit scale, as transformers' T5 initialisation draws it); otherwise tables
         of models that scale them by sqrt(C) start at N(0, C^-1/2) (so s E has unit scale, as in
         fairseq) and the rest at init_std. Unscaled attention (T5) starts its query weights at
         std / sqrt(D), the factor T5 folds into its initialisation instead of dividing the scores."""

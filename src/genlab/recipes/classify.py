@@ -46,6 +46,10 @@ class ClassifyRecipe:
 
 def _prepare(r: ClassifyRecipe, s: runner.Session) -> runner.Setup:
     rt, run_dir, t, d = s.rt, s.run_dir, r.train, r.data
+    if d.shift < 0:
+        raise ConfigError(f"data.shift must be >= 0 pixels, got {d.shift}")
+    if not 0.0 <= r.label_smoothing < 1.0:
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {r.label_smoothing}")
     images, labels = load_images(d.source, "train")
     test_images, test_labels = load_images(d.source, "test")
     if not 0 < d.val_size < len(images):
@@ -74,10 +78,6 @@ def _prepare(r: ClassifyRecipe, s: runner.Session) -> runner.Setup:
         )
     s.start(merge(to_dict(r), {"model": {"family": family_of(cfg), **to_dict(cfg)}}))
     model = rt.wrap(build_model(cfg))
-    if d.shift < 0:
-        raise ConfigError(f"data.shift must be >= 0 pixels, got {d.shift}")
-    if not 0.0 <= r.label_smoothing < 1.0:
-        raise ConfigError(f"label_smoothing must be in [0, 1), got {r.label_smoothing}")
     batches = lambda: ImageBatches(train_x, train_y, t.batch_size, t.seed, rt.rank, rt.world_size, d.shift, d.flip)
     data = batches()
     val_x, val_y = to_float(torch.from_numpy(val_x)), torch.from_numpy(val_y.astype("int64"))
