@@ -40,6 +40,7 @@ from genlab.data.batches import ShuffledBatches
 from genlab.models.convert.gpt2 import genlab_config_to_hf, genlab_state_to_hf
 from genlab.models.gpt import GPT, GPTConfig
 from genlab.recipes.chat import ChatRecipe, Rollouts
+from genlab.tokenizers.chat import ChatTemplate
 from genlab.training.engine import Phase, TrainConfig, Trainer
 from genlab.training.optim import adamw
 from genlab.training.runtime import Runtime
@@ -153,7 +154,8 @@ def genlab_grpo(model, steps, prompts, group, new_tokens, beta):
     session = SimpleNamespace(rt=SimpleNamespace(rank=0, world_size=1))
     qs = [tok.encode(question(n)) for n, _ in ELEMENTS]
     reference = copy.deepcopy(model).eval().requires_grad_(False)
-    data = Rollouts(qs, [s for _, s in ELEMENTS], model, reference, tok, recipe, session)
+    template = ChatTemplate()  # no markup, no stop: raw completions, as TRL's prompts and reward see them
+    data = Rollouts(qs, [s for _, s in ELEMENTS], model, reference, tok, template, recipe, session)
     opt = adamw(model, 1e-5, 0.0, (0.9, 0.999))
     step = lambda ms, b: grpo_step(ms["model"], b, beta, 0.2)
     trainer = Trainer({"model": model}, {"model": opt}, [Phase(step)], Runtime.from_env("cpu", "fp32"), recipe.train)
