@@ -1,6 +1,7 @@
 """The encoder-decoder family: parameter counts against transformers, reference vs fast paths, bad input."""
 
 import dataclasses
+import math
 import os
 
 import pytest
@@ -74,6 +75,24 @@ def test_t5_starts_with_unit_scale_token_table_and_logits():
     assert 0.5 < float(logits.std()) < 2.0
     bart = Seq2Seq(preset("bart-cpu"))
     assert float(bart.enc_emb.weight.detach().std()) == pytest.approx(0.02, rel=0.05)  # other families keep their rule
+
+@pytest.mark.parametrize("name", ["transformer-cpu", "pegasus-large"])
+def test_scaled_embedding_presets_start_near_the_uniform_loss(name):
+    """Marian/PEGASUS-style tables (scaled by sqrt(C), tied to the head) start at init_std, as in
+    transformers. At N(0, C^-1/2) each position's own input token got a logit about sqrt(C) above
+    the rest: the first loss was 2.4x ln V, and a 2-layer model stalled at the uniform loss on a
+    copy task that the same model at init_std learns in 200 steps."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(preset(name), n_layer=2, n_decoder_layer=2, n_embd=128, n_head=4, d_ff=512,
+                              vocab_size=64, block_size=32, dropout=0.0)  # fmt: skip
+    model = Seq2Seq(cfg).eval()
+    assert float(model.enc_emb.weight.detach().std()) == pytest.approx(cfg.init_std, rel=0.05)
+    src = torch.randint(3, 64, (16, 10))
+    with torch.no_grad():
+        logits = model(src, decoder_input_ids=src).logits  # each decoder input is a source token
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), torch.randint(3, 64, (160,)))
+    assert float(loss) < 1.2 * math.log(64)
+
 
 
 VARIANTS = {

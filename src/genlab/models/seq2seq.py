@@ -277,18 +277,19 @@ class Seq2Seq(nn.Module):
     def reset_parameters(self) -> None:
         """N(0, init_std) for weights, zeros for biases, ones for norm gains. Token tables start at
         N(0, emb_init_std) when it is set (T5: 1.0, so that with the C^-1/2 of its tied head the
-        first logits have unit scale, as transformers' T5 initialisation draws it); otherwise tables
-        of models that scale them by sqrt(C) start at N(0, C^-1/2) (so s E has unit scale, as in
-        fairseq) and the rest at init_std. Unscaled attention (T5) starts its query weights at
-        std / sqrt(D), the factor T5 folds into its initialisation instead of dividing the scores."""
+        first logits have unit scale, as transformers' T5 initialisation draws it), else at init_std
+        like every other weight, also where the embeddings are scaled by sqrt(C) (Marian, PEGASUS),
+        as transformers initialises them. (Tables at N(0, C^-1/2), fairseq's rule, made s E unit-scale
+        and, through the tied head, gave each position's own input token a logit about sqrt(C) above
+        the rest: on a copy task those models stalled at the uniform loss.) Unscaled attention (T5)
+        starts its query weights at std / sqrt(D), the factor T5 folds into its initialisation
+        instead of dividing the scores."""
         cfg = self.config
         for name, p in self.named_parameters():
             if p.dim() < 2:
                 nn.init.zeros_(p) if name.endswith("bias") else nn.init.ones_(p)
             elif name.endswith("_emb.weight") and cfg.emb_init_std:
                 nn.init.normal_(p, 0.0, cfg.emb_init_std)
-            elif name.endswith("_emb.weight") and cfg.scale_embedding:
-                nn.init.normal_(p, 0.0, cfg.n_embd**-0.5)
             else:
                 nn.init.normal_(p, 0.0, cfg.init_std)
         if not cfg.scale_attention:
