@@ -16,7 +16,9 @@ The machine may be shared: the two sides alternate step by step (hf then genlab,
 hf, ...) for ``--rounds`` rounds, and the speedup is the median of the per-round ratios (each
 round's two timings saw nearly the same load); tokens/s are each side's median. ``--padded-reference``
 adds genlab with ``pack_padding=False`` (every source position through every layer) to the
-rounds, to show what skipping the padding is worth.
+rounds, to show what skipping the padding is worth. Importing genlab turns on huge pages for large
+CPU tensors (``THP_MEM_ALLOC_ENABLE``), which then holds for both libraries in this one process;
+``THP_MEM_ALLOC_ENABLE=0`` runs both without.
 
     python benchmarks/seq2seq.py [--batch 8] [--src 64] [--tgt 32] [--rounds 7]
                                  [--gen-batch 4] [--new-tokens 32] [--gen-rounds 3]
@@ -35,6 +37,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+import genlab  # noqa: F401  (before any tensor exists: its huge-page setting then holds for both libraries)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -191,6 +195,7 @@ def main() -> None:
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
                 "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE"),
                 "train": train,
                 "beam4": {
                     "sources": lengths,

@@ -76,6 +76,7 @@ def test_t5_starts_with_unit_scale_token_table_and_logits():
     bart = Seq2Seq(preset("bart-cpu"))
     assert float(bart.enc_emb.weight.detach().std()) == pytest.approx(0.02, rel=0.05)  # other families keep their rule
 
+
 @pytest.mark.parametrize("name", ["transformer-cpu", "pegasus-large"])
 def test_scaled_embedding_presets_start_near_the_uniform_loss(name):
     """Marian/PEGASUS-style tables (scaled by sqrt(C), tied to the head) start at init_std, as in
@@ -92,7 +93,6 @@ def test_scaled_embedding_presets_start_near_the_uniform_loss(name):
         logits = model(src, decoder_input_ids=src).logits  # each decoder input is a source token
     loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), torch.randint(3, 64, (160,)))
     assert float(loss) < 1.2 * math.log(64)
-
 
 
 VARIANTS = {
