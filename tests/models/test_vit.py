@@ -9,7 +9,15 @@ import torch
 from genlab.core.errors import ConfigError
 from genlab.core.registry import preset
 from genlab.models.convert import vit as convert
-from genlab.models.vit import PatchEmbedding, ViT, ViTConfig, attention_weights, interpolate_positions, sincos_2d
+from genlab.models.vit import (
+    PatchEmbedding,
+    ShiftedPatchEmbedding,
+    ViT,
+    ViTConfig,
+    attention_weights,
+    interpolate_positions,
+    sincos_2d,
+)
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -95,6 +103,69 @@ def test_hybrid_tokens_are_the_stem_feature_map():
     assert out.attentions[0].shape == (2, cfg.n_head, 9, 9)
     resnet = ViT(dataclasses.replace(cfg, stem="resnet", stem_widths=[8, 16], patch_size=7))
     assert resnet(x).shape == (2, 10)
+
+
+def test_shifted_patch_tokens_hold_the_patch_and_its_half_patch_diagonal_neighbours():
+    torch.manual_seed(0)
+    spt = ShiftedPatchEmbedding(1, 4, 6)
+    x = torch.randn(2, 1, 8, 8)
+    tokens = spt(x)
+    assert tokens.shape == (2, 4, 6)  # a 2 x 2 grid
+    # token 3 is patch (1, 1), rows and columns 4..7; each shifted copy reads the window moved by 2 pixels
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))  # image pixel (r, c) is padded[r + 2, c + 2]
+    views = [x[:, 0, 4:8, 4:8]] + [padded[:, 0, 4 + 2 + dy : 8 + 2 + dy, 4 + 2 + dx : 8 + 2 + dx]
+                                   for dy in (-2, 2) for dx in (-2, 2)]  # fmt: skip
+    flat = torch.cat([v.reshape(2, -1) for v in views], dim=1)  # (B, 5 * 16) in unfold's channel-major order
+    torch.testing.assert_close(tokens[:, 3], spt.proj(spt.norm(flat)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="not divisible into 4x4 patches"):
+        spt(torch.randn(1, 1, 10, 10))
+    with pytest.raises(ConfigError, match="spt shifts image patches"):
+        ViTConfig(image_size=28, patch_size=1, stem="vgg", stem_widths=[8, 8, 8], spt=True)
+
+
+def test_locality_self_attention_masks_the_diagonal_and_matches_its_eager_weights():
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, spt=True, lsa=True)
+    model = ViT(cfg).eval()
+    eager = ViT(dataclasses.replace(cfg, attention="eager")).eval()
+    eager.load_state_dict(model.state_dict())
+    block = model.blocks[0]
+    assert block.temperature.item() == pytest.approx(8**0.5)  # sqrt(D), D = 16 / 2
+    with torch.no_grad():
+        block.temperature.fill_(1.7)
+        eager.blocks[0].temperature.fill_(1.7)
+    x = torch.rand(3, 1, 8, 8)
+    out = model(x, attentions=True, hidden_states=True)
+    torch.testing.assert_close(eager(x), out.logits, rtol=1e-5, atol=1e-5)
+    w = out.attentions[0]  # (B, H, T, T)
+    assert torch.all(w.diagonal(dim1=-2, dim2=-1) == 0)
+    torch.testing.assert_close(w.sum(-1), torch.ones(3, 2, 5))
+    # the block's output recomputed from the weights: softmax(mask_diag(Q K^T) / tau) V
+    h, _ = model.embed(x)
+    v = block.attn.qkv(block.ln1(h))[..., 32:].view(3, 5, 2, 8).transpose(1, 2)  # (B, H, T, D)
+    h1 = h + block.attn.proj((w @ v).transpose(1, 2).reshape(3, 5, 16))
+    torch.testing.assert_close(h1 + block.mlp(block.ln2(h1)), out.hidden_states[0], rtol=1e-5, atol=1e-5)
+    # the temperature is learned: the loss has a gradient with respect to it
+    model.train()
+    model(x).sum().backward()
+    assert block.temperature.grad is not None and block.temperature.grad.abs() > 0
+    with pytest.raises(ConfigError, match="spt=True, lsa=True"):
+        convert.genlab_config_to_hf(cfg)
+
+
+def test_channels_last_stem_gives_the_same_logits_and_saves_contiguous(tmp_path):
+    from genlab.training.checkpoint import model_tensors
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(preset("hybrid-fashion"), n_layer=1)
+    plain = ViT(dataclasses.replace(cfg, channels_last=False)).eval()
+    fast = ViT(dataclasses.replace(cfg, channels_last=True)).eval()
+    fast.load_state_dict(plain.state_dict())
+    conv = [m for m in fast.stem.modules() if isinstance(m, torch.nn.Conv2d)][-1]  # (64, 64, 3, 3)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
+    assert all(t.is_contiguous() for t in model_tensors(fast).values())
 
 
 def test_published_sizes_count_exactly_like_transformers():

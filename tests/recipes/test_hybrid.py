@@ -43,5 +43,5 @@ def test_recipe_trains_scores_and_resumes_exactly(kind, tmp_path):
 
 
 def test_fashion_recipes_use_the_vit_family():
-    assert load_recipe("vit/fashion")["model"]["preset"] == "vit-fashion-p7"
+    assert load_recipe("vit/fashion")["model"]["preset"] == "vit-fashion-sl"
     assert load_recipe("hybrid/fashion")["model"]["preset"] == "hybrid-fashion"

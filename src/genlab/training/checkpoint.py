@@ -68,6 +68,13 @@ def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
     state = dict(state)
     state["state"] = {int(k): v for k, v in state["state"].items()}
     opt.load_state_dict(state)
+    # moments were stored contiguous: give each its parameter's memory layout again (a channels-last conv
+    # weight), or the optimizer's fused per-list kernels take another path and a resume is no longer exact
+    for group in opt.param_groups:
+        for param in group["params"]:
+            for key, value in opt.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    opt.state[param][key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 # --- model weights ---------------------------------------------------------------------

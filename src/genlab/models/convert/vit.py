@@ -82,10 +82,12 @@ def hf_config_to_genlab(cfg: dict, where: str = CONFIG_FILE) -> ViTConfig:
 
 def genlab_config_to_hf(cfg: ViTConfig) -> dict:
     """:class:`ViTConfig` -> a Hugging Face ``config.json`` dict for ``ViTForImageClassification``."""
-    if cfg.stem or cfg.pool != "cls" or cfg.pos != "learned" or cfg.mlp not in ("gelu", "relu", "gelu_tanh"):
+    plain = not (cfg.stem or cfg.spt or cfg.lsa) and cfg.pool == "cls" and cfg.pos == "learned"
+    if not plain or cfg.mlp not in ("gelu", "relu", "gelu_tanh"):
         raise ConfigError(
-            f"Hugging Face's ViT has a class token, learned positions, no stem and a gelu/relu MLP; this config has "
-            f"pool={cfg.pool}, pos={cfg.pos}, stem={cfg.stem or 'none'}, mlp={cfg.mlp}"
+            f"Hugging Face's ViT has a class token, learned positions, no stem, SPT or LSA and a gelu/relu MLP; this "
+            f"config has pool={cfg.pool}, pos={cfg.pos}, stem={cfg.stem or 'none'}, spt={cfg.spt}, lsa={cfg.lsa}, "
+            f"mlp={cfg.mlp}"
         )
     hidden = int(cfg.mlp_ratio * cfg.n_embd)
     return {
