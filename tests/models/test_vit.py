@@ -153,7 +153,7 @@ def test_locality_self_attention_masks_the_diagonal_and_matches_its_eager_weight
         convert.genlab_config_to_hf(cfg)
 
 
-def test_channels_last_stem_gives_the_same_logits_and_saves_contiguous(tmp_path):
+def test_channels_last_stem_gives_the_same_logits_and_saves_contiguous():
     from genlab.training.checkpoint import model_tensors
 
     torch.manual_seed(0)

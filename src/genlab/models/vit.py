@@ -160,19 +160,22 @@ def interpolate_positions(table: torch.Tensor, grid: int, n_prefix: int) -> torc
     return torch.cat([prefix, patches.permute(0, 2, 3, 1).reshape(1, grid * grid, C)], dim=1)  # (1, T, C)
 
 
+def heads(attn: MultiHeadAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The self-attention's q, k, v of x (B, T, C), each (B, H, T, D)."""
+    B, T, _ = x.shape
+    H, D = attn.n_head, attn.head_dim
+    return tuple(t.view(B, T, H, D).transpose(1, 2) for t in attn.qkv(x).split((H * D, H * D, H * D), dim=2))
+
+
 def attention_weights(attn: MultiHeadAttention, x: torch.Tensor, temperature: torch.Tensor | None = None
                       ) -> torch.Tensor:  # fmt: skip
     """Eager reference: softmax(Q K^T / sqrt(D)) of a bidirectional self-attention on x (B, T, C) -> (B, H, T, T);
     with a ``temperature`` (LSA), softmax(mask_diag(Q K^T) / temperature)."""
-    B, T, _ = x.shape
-    H, D = attn.n_head, attn.head_dim
-    q, k, _ = attn.qkv(x).split((H * D, H * D, H * D), dim=2)
-    q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-    k = k.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+    q, k, _ = heads(attn, x)
     scores = (q @ k.transpose(-2, -1)).float()  # (B, H, T, T)
     if temperature is None:
-        return torch.softmax(scores / math.sqrt(D), dim=-1)
-    eye = torch.eye(T, dtype=torch.bool, device=x.device)
+        return torch.softmax(scores / math.sqrt(attn.head_dim), dim=-1)
+    eye = torch.eye(x.size(1), dtype=torch.bool, device=x.device)
     return torch.softmax(scores.masked_fill(eye, float("-inf")) / temperature.float(), dim=-1)
 
 
@@ -247,14 +250,12 @@ class Block(nn.Module):
 
     def lsa(self, x: torch.Tensor) -> torch.Tensor:
         """Locality self-attention through the module's backend: queries over tau, scale 1, the diagonal masked."""
-        a = self.attn
-        B, T, _ = x.shape
-        H, D = a.n_head, a.head_dim
-        q, k, v = (t.view(B, T, H, D).transpose(1, 2) for t in a.qkv(x).split((H * D, H * D, H * D), dim=2))
+        a, (B, T, C) = self.attn, x.shape
+        q, k, v = heads(a, x)  # (B, H, T, D) each
         off_diagonal = ~torch.eye(T, dtype=torch.bool, device=x.device)  # (T, T): True = may attend
         p = a.dropout if self.training else 0.0
         y = a.attend(q / self.temperature, k, v, mask=off_diagonal, dropout_p=p, scale=1.0)  # (B, H, T, D)
-        return a.resid_dropout(a.proj(y.transpose(1, 2).reshape(B, T, H * D)))
+        return a.resid_dropout(a.proj(y.transpose(1, 2).reshape(B, T, C)))
 
 
 @dataclass
@@ -399,7 +400,8 @@ def vit_fashion_p7() -> ViTConfig:
 @register("vit-fashion-sl")
 def vit_fashion_sl() -> ViTConfig:
     """``vit-fashion-p7`` with shifted patch tokenization and locality self-attention (Lee et al. 2021): the
-    ViT for small datasets; 0.9 points more validation accuracy after 3,000 steps, at 15% fewer images/s."""
+    ViT for small datasets; 88.60% against 87.88% validation accuracy after the same 4,000 steps, at 15% fewer
+    images/s (one AVX2 thread each)."""
     return dataclasses.replace(vit_fashion_p7(), spt=True, lsa=True)
 
 
